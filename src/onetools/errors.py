@@ -52,6 +52,10 @@ class FileParseError(OnetoolsError):
             text = f"{text} at line {self.line}"
         return text
 
+    def detail(self) -> str:
+        """The reason with the line, without the file name (for messages that name it)."""
+        return self.reason if self.line is None else f"{self.reason} at line {self.line}"
+
     def located(self, path: str) -> FileParseError:
         """Return a copy of this error that names ``path`` as the file."""
         return type(self)(self.reason, path, self.line)
