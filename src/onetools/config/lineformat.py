@@ -79,7 +79,7 @@ def parse_line(line: str, source: str = "<stdin>", lineno: int | None = None) ->
     rest = command_parts[1].lstrip()
     match = _QUOTED.match(rest)
     if match:
-        raw_path = _unescape(match.group(1))
+        raw_path = _unquote(match.group(0))
         rest = rest[match.end() :]
         if rest and not rest[0].isspace():
             raise fail("Invalid format, text right after the quoted path")
@@ -94,8 +94,15 @@ def parse_line(line: str, source: str = "<stdin>", lineno: int | None = None) ->
     return ParsedLine(filename, command, components, value, annotations)
 
 
-def _unescape(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text)
+def _unquote(token: str) -> str:
+    """Decode a quoted path token: JSON string escapes (what we render); for tokens that are not
+    valid JSON (e.g. rendered by the original's Ruby ``inspect``), a backslash escapes the next
+    character."""
+    try:
+        decoded = json.loads(token)
+    except json.JSONDecodeError:
+        return re.sub(r"\\(.)", r"\1", token[1:-1], flags=re.DOTALL)
+    return decoded if isinstance(decoded, str) else token[1:-1]
 
 
 def _parse_value(
@@ -136,7 +143,8 @@ def parse_lines(
     unknown or missing (an error, naming the line).
     """
     changes: ChangeSet = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Split on newlines only: str.splitlines() would also break at \x1c, \x85, \u2028...
+    for lineno, line in enumerate(text.split("\n"), start=1):
         parsed = parse_line(line, source, lineno)
         if parsed is None:
             continue
@@ -169,16 +177,18 @@ def op_from_parsed(
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    # Keep one change per line even for values holding Unicode line separators.
+    return text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace(
+        "\u2029", "\\u2029"
+    )
 
 
 def render_path(components: Iterable[Any]) -> str:
     """Join path components; quote the token when it holds a quote, a space or is empty."""
     joined = "/".join(str(part) for part in components) or "/"
-    if re.search(r'["\s\\]', joined) or joined.startswith("#"):
-        escaped = joined.replace("\\", "\\\\").replace('"', '\\"')
-        escaped = escaped.replace("\n", "\\n").replace("\t", "\\t")
-        return f'"{escaped}"'
+    if re.search(r'["\s\\]', joined) or joined.startswith("#") or not joined.isprintable():
+        return _json(joined)
     return joined
 
 
