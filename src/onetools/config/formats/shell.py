@@ -56,6 +56,14 @@ def _quote_label(label: str) -> str:
     return "".join(c if _LABEL_PLAIN.fullmatch(c) else "\\" + c for c in label)
 
 
+def _get(path: str) -> str | None:
+    """A node's value; python-augeas hands back ``b""`` for an empty value (``VAR=``)."""
+    value = handle().get(path)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value  # type: ignore[no-any-return]
+
+
 def _to_text(value: Any) -> str:
     """A line-format JSON value as shell text, the way the original writes it (Ruby ``to_s``)."""
     if isinstance(value, str):
@@ -128,12 +136,12 @@ class ShellDocument(ConfigDocument):
         return text
 
     def snapshot(self) -> Any:
-        return (self._tree.clone(), self._dirty)
+        return (_clone(self._tree), self._dirty)
 
     def restore(self, state: Any) -> None:
         tree, dirty = state
         # Clone again so the same snapshot could be restored twice.
-        self._tree = tree.clone()
+        self._tree = _clone(tree)
         self._dirty = dirty
         self._cache = None
 
@@ -150,16 +158,16 @@ class ShellDocument(ConfigDocument):
         for node in aug.match(f"{self._tree.root}/*"):
             label: str = aug.label(node)
             if label == EXPORT_NODE:
-                exported_names.update(v for v in (aug.get(c) for c in aug.match(f"{node}/*")) if v)
+                exported_names.update(v for v in (_get(c) for c in aug.match(f"{node}/*")) if v)
                 continue
             # Comments, conditionals, unset, source, commands: no variable at this level.
             if label.startswith(("#", "@", ".")):
                 continue
-            value = aug.get(node)
-            if value is None:
-                items = [aug.get(c) or "" for c in aug.match(f"{node}/*[{_ITEMS}]")]
-                # Items of an array (seq children); no children at all is ``VAR=()``-less
-                # emptiness, i.e. ``VAR=``.
+            value = _get(node)
+            # An array has no value of its own (None when parsed, "" once set via the API).
+            if not value:
+                items = [_get(c) or "" for c in aug.match(f"{node}/*[{_ITEMS}]")]
+                # Items of an array (seq children); without any it is the empty ``VAR=``.
                 value = f"({' '.join(items)})" if items else ""
             exported = bool(aug.match(f"{node}/export"))
             variable = found.get(label)
@@ -344,7 +352,7 @@ class ShellDocument(ConfigDocument):
 
     def _in_export_list(self, key: str) -> bool:
         root = self._tree.root
-        return any(handle().get(c) == key for c in handle().match(f"{root}/{EXPORT_NODE}/*"))
+        return any(_get(c) == key for c in handle().match(f"{root}/{EXPORT_NODE}/*"))
 
     @staticmethod
     def _flag_export(node: str) -> None:
@@ -361,7 +369,7 @@ class ShellDocument(ConfigDocument):
         aug = handle()
         for statement in reversed(aug.match(f"{self._tree.root}/{EXPORT_NODE}")):
             names = aug.match(f"{statement}/*")
-            doomed = [n for n in names if aug.get(n) == key]
+            doomed = [n for n in names if _get(n) == key]
             if not doomed:
                 continue
             if len(doomed) == len(names):
@@ -407,6 +415,21 @@ class ShellDocument(ConfigDocument):
         if "old" in notes:
             notes["old"] = _to_text(notes["old"])
         return super().op_from_line(state, components, value, notes)
+
+
+def _clone(tree: AugeasTree) -> AugeasTree:
+    """``tree.clone()``, also for an empty text.
+
+    python-augeas returns ``b""`` (bytes) for a node whose value is the empty string, and
+    ``AugeasTree.clone`` passes that back to ``set``, which refuses bytes.  An empty text parses
+    in no time, so a fresh tree plus a copy of the (possibly edited) nodes does the same job.
+    """
+    if _get(tree.text_node):
+        return tree.clone()
+    twin = AugeasTree(tree.lens, "", tree.name)
+    if tree.match(""):
+        handle().copy(tree.root, twin.root)
+    return twin
 
 
 def _array_items(text: str) -> list[str] | None:
