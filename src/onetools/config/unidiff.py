@@ -55,6 +55,16 @@ def _range(start: int, length: int) -> str:
     return f"{start + 1},{length}"
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines with their ``\\n``; only ``\\n`` ends a line (``str.splitlines`` would also split
+    on ``\\r``, form feeds, ``\\x85``... which diff and patch treat as ordinary characters)."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
 def _emit(out: list[str], prefix: str, line: str) -> None:
     """Append one body line; a line without newline (last of a file) gets the GNU marker."""
     if line.endswith("\n"):
@@ -69,8 +79,8 @@ def make_diff(old_text: str, new_text: str) -> str:
     if old_text == new_text:
         return ""
     # keepends: a last line without newline differs from the same line with one, as in diff.
-    old = old_text.splitlines(keepends=True)
-    new = new_text.splitlines(keepends=True)
+    old = split_lines(old_text)
+    new = split_lines(new_text)
     out = ["--- old\n", "+++ new\n"]
     matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
     for group in matcher.get_grouped_opcodes(CONTEXT):
@@ -138,7 +148,7 @@ class Hunk:
 
 def parse_diff(diff_text: str) -> list[Hunk]:
     """The hunks of a single-file unified diff; ``DiffApplyError`` when it is malformed."""
-    lines = diff_text.splitlines(keepends=True)
+    lines = split_lines(diff_text)
     hunks: list[Hunk] = []
     index = 0
     while index < len(lines):
@@ -184,7 +194,12 @@ def parse_diff(diff_text: str) -> list[Hunk]:
                 last_kind, last_text = hunk.body[-1]
                 hunk.body[-1] = (last_kind, last_text.removesuffix("\n"))
                 index += 1
-        if old_seen != hunk.old_count or new_seen != hunk.new_count:
+        after = lines[index] if index < len(lines) else ""
+        if (
+            old_seen != hunk.old_count
+            or new_seen != hunk.new_count
+            or (after[:1] in ("+", "-", " ") and not after.startswith(("--- ", "+++ ")))
+        ):
             raise DiffApplyError(
                 f"malformed diff: hunk {hunk.number} line counts do not match its header"
             )
@@ -241,7 +256,7 @@ def apply_diff(text: str, diff_text: str) -> str:
     ``.rej`` file and fail, which the original reports as a failed patch as well).
     """
     hunks = parse_diff(diff_text)
-    lines = text.splitlines(keepends=True)
+    lines = split_lines(text)
     out: list[str] = []
     cursor = 0  # first line of ``lines`` not yet copied to ``out``
     offset = 0  # how far the previous hunk was from its stated place; later hunks follow it
