@@ -13,13 +13,10 @@ Built on ``argparse`` rather than click: click's import alone costs ~50 ms here 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from onetools import log as logsetup
 from onetools.errors import EXIT_FATAL, OnetoolsError
 
 Command = Callable[[argparse.Namespace], int]
@@ -95,6 +92,8 @@ def output_parent() -> argparse.ArgumentParser:
 def emit(data: Any, output: str | None) -> None:
     """Print ``data`` as JSON or YAML on stdout (nothing when ``output`` is None)."""
     if output == "json":
+        import json
+
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
     elif output == "yaml":
         import yaml
@@ -109,6 +108,10 @@ def run(parser: ToolParser, argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 0
+    import traceback
+
+    from onetools import log as logsetup
+
     debug = bool(getattr(args, "debug", False))
     logsetup.setup(verbose=bool(getattr(args, "verbose", False)), debug=debug)
     try:
