@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-from conftest import STOCK_VERSIONS, read_stock, stock_files
+import itertools
 
+import pytest
+
+from conftest import STOCK_VERSIONS, read_stock, stock_files
 from onetools.config.formats.plain import PlainDocument
 from onetools.config.lineformat import op_from_parsed, parse_line, render_op
 from onetools.config.ops import NOTHING, ChangeOp, PatchResult
@@ -22,8 +24,8 @@ def _stock_params() -> list[tuple[str, str]]:
 
 
 def _pair_params() -> list[tuple[str, str, str]]:
-    out = []
-    for old, new in zip(STOCK_VERSIONS, STOCK_VERSIONS[1:], strict=False):
+    out: list[tuple[str, str, str]] = []
+    for old, new in itertools.pairwise(STOCK_VERSIONS):
         common = {p for p, _ in stock_files(old, SIMPLE)} & {p for p, _ in stock_files(new, SIMPLE)}
         out.extend((old, new, p) for p in sorted(common))
     return out

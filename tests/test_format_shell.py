@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
-from conftest import STOCK_VERSIONS, read_stock, stock_files
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import STOCK_VERSIONS, read_stock, stock_files
 from onetools.config.formats.shell import ShellDocument
 from onetools.config.lineformat import op_from_parsed, parse_line, render_op
 from onetools.config.ops import NOTHING, ChangeOp
@@ -53,8 +54,8 @@ def _stock_params() -> list[tuple[str, str]]:
 
 
 def _pair_params() -> list[tuple[str, str, str]]:
-    out = []
-    for old, new in zip(STOCK_VERSIONS, STOCK_VERSIONS[1:], strict=False):
+    out: list[tuple[str, str, str]] = []
+    for old, new in itertools.pairwise(STOCK_VERSIONS):
         common = {p for p, _ in stock_files(old, SHELL)} & {p for p, _ in stock_files(new, SHELL)}
         out.extend((old, new, p) for p in sorted(common))
     return out
@@ -279,7 +280,9 @@ def test_array_values() -> None:
 def test_invalid_value_rejected_and_restored() -> None:
     d = doc("A=1\n")
     with pytest.raises(PatchError):
-        d.patch([ChangeOp("set", [], "A", value="2", old="1"), ChangeOp("ins", [], "B", value="x y")])
+        d.patch(
+            [ChangeOp("set", [], "A", value="2", old="1"), ChangeOp("ins", [], "B", value="x y")]
+        )
     assert d.render() == "A=1\n"
     assert d.variables()["A"].value == "1"
 

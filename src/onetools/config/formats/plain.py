@@ -75,5 +75,5 @@ class PlainDocument(ConfigDocument):
         op = super().op_from_line(state, components, value, annotations)
         if state == "set" and not op.path and op.key is None:
             notes = annotations or {}
-            op.old = notes["old"] if "old" in notes else NOTHING
+            op.old = notes.get("old", NOTHING)
         return op

@@ -36,7 +36,7 @@ EXPORT_NODE: Final = "@export"
 # What the lens' ``simple_value`` accepts as a value, restated as a Python regex, so a value that
 # Augeas would refuse to render is rejected when it is applied instead of when the file is saved.
 _CHAR = r"""(?:[^`;()'"&|\n\\# \t]#*|\\.)"""
-_DQUOT = r'''(?:"(?:[^"\\]|\\.|\\\n)*")'''
+_DQUOT = r"""(?:"(?:[^"\\]|\\.|\\\n)*")"""
 _SQUOT = r"(?:'[^']*')"
 _DOLLAR = r"(?:\$\(\([^)#\n]*\)\)|\$\([^()#\n]*\))"
 _ANYQUOT = rf"(?:(?:{_CHAR}|{_DQUOT}|{_SQUOT}|{_DOLLAR})+|`[^`\n]+`|``[^` \t\n;]+``)"
