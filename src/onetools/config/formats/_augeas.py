@@ -35,6 +35,13 @@ def handle() -> Any:
     return _handle
 
 
+def _text(value: str | bytes | None) -> str | None:
+    """python-augeas returns ``b""`` for empty values (``VAR=``, an empty file): make it text."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
 class AugeasTree:
     """A text parsed by a lens into its own subtree of the shared handle."""
 
@@ -74,7 +81,7 @@ class AugeasTree:
                 f"Failed to render file ({self._error(f'/augeas/text{self.out_node}/error')})",
                 self.name,
             ) from exc
-        text: str = aug.get(self.out_node) or ""
+        text = _text(aug.get(self.out_node)) or ""
         aug.remove(self.out_node)
         return text
 
@@ -92,7 +99,7 @@ class AugeasTree:
         twin.out_node = f"/onetools/out/t{number}"
         twin.root = f"/onetools/tree/t{number}"
         aug = handle()
-        aug.set(twin.text_node, aug.get(self.text_node))
+        aug.set(twin.text_node, _text(aug.get(self.text_node)))
         if aug.match(self.root):
             aug.copy(self.root, twin.root)
         else:
@@ -108,8 +115,7 @@ class AugeasTree:
         return [p[prefix:] for p in handle().match(self.abs(rel))]
 
     def get(self, rel: str) -> str | None:
-        value: str | None = handle().get(self.abs(rel))
-        return value
+        return _text(handle().get(self.abs(rel)))
 
     def set(self, rel: str, value: str | None) -> None:
         handle().set(self.abs(rel), value)
