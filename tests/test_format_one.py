@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import itertools
 import time
 from typing import Any
 
 import pytest
-from conftest import STOCK_VERSIONS, read_stock, stock_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import STOCK_VERSIONS, read_stock, stock_files
 from onetools.config.formats import format_class
 from onetools.config.formats._augeas import AugeasTree
 from onetools.config.formats.one import LENS, OneDocument, _scan
@@ -98,21 +98,30 @@ INHERIT_VNET_ATTR="B"
 INHERIT_VNET_ATTR="C"
 """
 
-DIFF_OPS = [
-    '{"path":["LOG"],"key":"SYSTEM","value":"\\"syslog\\"","old":"\\"file\\"","state":"set","extra":{}}',
-    '{"path":[],"key":"TM_MAD_SYSTEM","old":"\\"Y\\"","state":"rm","extra":{"multiple":true}}',
-    '{"path":[],"key":"TM_MAD_SYSTEM","value":"\\"Z\\"","old":"\\"X\\"","state":"set","extra":{}}',
-    '{"path":["VM_MAD","\\"kvm\\""],"key":"ARGUMENTS","value":"\\"-t 15 -p\\"","old":"\\"-t 15\\"","state":"set","extra":{}}',
-    '{"path":["VM_MAD","\\"lxd\\""],"key":null,"state":"rm","extra":{}}',
-    '{"path":["VM_MAD","\\"lxc\\""],"key":"NAME","value":"\\"lxc\\"","state":"ins","extra":{"multiple":false}}',
-    '{"path":["VM_MAD","\\"lxc\\""],"key":"ARGUMENTS","value":"\\"-t 2\\"","state":"ins","extra":{"multiple":false}}',
-    '{"path":[],"key":"INHERIT_VNET_ATTR","old":"\\"A\\"","state":"rm","extra":{"multiple":true}}',
-    '{"path":[],"key":"INHERIT_VNET_ATTR","value":"\\"C\\"","state":"ins","extra":{"multiple":true}}',
+# The worked diff example of reference §3.5, in the order onecfg printed it.
+DIFF_OPS: list[dict[str, Any]] = [
+    {"path": ["LOG"], "key": "SYSTEM", "value": '"syslog"', "old": '"file"', "state": "set",
+     "extra": {}},
+    {"path": [], "key": "TM_MAD_SYSTEM", "old": '"Y"', "state": "rm",
+     "extra": {"multiple": True}},
+    {"path": [], "key": "TM_MAD_SYSTEM", "value": '"Z"', "old": '"X"', "state": "set",
+     "extra": {}},
+    {"path": ["VM_MAD", '"kvm"'], "key": "ARGUMENTS", "value": '"-t 15 -p"', "old": '"-t 15"',
+     "state": "set", "extra": {}},
+    {"path": ["VM_MAD", '"lxd"'], "key": None, "state": "rm", "extra": {}},
+    {"path": ["VM_MAD", '"lxc"'], "key": "NAME", "value": '"lxc"', "state": "ins",
+     "extra": {"multiple": False}},
+    {"path": ["VM_MAD", '"lxc"'], "key": "ARGUMENTS", "value": '"-t 2"', "state": "ins",
+     "extra": {"multiple": False}},
+    {"path": [], "key": "INHERIT_VNET_ATTR", "old": '"A"', "state": "rm",
+     "extra": {"multiple": True}},
+    {"path": [], "key": "INHERIT_VNET_ATTR", "value": '"C"', "state": "ins",
+     "extra": {"multiple": True}},
 ]  # fmt: skip
 
 
 def expected_diff_ops() -> list[ChangeOp]:
-    return [ChangeOp.from_dict(json.loads(line)) for line in DIFF_OPS]
+    return [ChangeOp.from_dict(data) for data in DIFF_OPS]
 
 
 # ------------------------------------------------------------------------------- stock files
@@ -122,7 +131,7 @@ STOCK = [
 ]
 PAIRS = [
     (old, new, path)
-    for old, new in zip(STOCK_VERSIONS, STOCK_VERSIONS[1:], strict=False)
+    for old, new in itertools.pairwise(STOCK_VERSIONS)
     for path, _ in stock_files(old, "Augeas::ONE")
     if path in dict(stock_files(new, "Augeas::ONE"))
 ]
@@ -162,7 +171,8 @@ def test_stock_upgrade_pairs(old: str, new: str, path: str) -> None:
     ops = before.diff(after)
     results = before.patch(ops)
     assert len(results) == len(ops)
-    assert all(r.applied for r in results), [o for o, r in zip(ops, results) if not r.applied]
+    failed = [op for op, result in zip(ops, results, strict=True) if not result.applied]
+    assert failed == []
     assert before.similar(after)
     reparsed = doc(before.render(), path)
     assert reparsed.similar(after)
@@ -206,7 +216,7 @@ def test_worked_example_tree() -> None:
 def test_worked_diff_example_ops_and_warning() -> None:
     a, b = doc(DIFF_A, "a.conf"), doc(DIFF_B, "b.conf")
     assert a.diff(b) == expected_diff_ops()
-    assert [op.to_dict() for op in a.diff(b)] == [json.loads(x) for x in DIFF_OPS]
+    assert [op.to_dict() for op in a.diff(b)] == DIFF_OPS
     assert a.warnings == ["File a.conf: Parameter TM_MAD_SYSTEM specified multiple times."] * 2
 
 
@@ -344,9 +354,11 @@ def test_nul_character_is_a_parse_error() -> None:
     ("text", "message", "line"),
     [
         ("DB = [ A = 1 ]\nDB = [ A = 2 ]\n", "Invalid multiple sections of DB", 2),
-        ('X = 1\nVM_MAD = [ NAME = "a" ]\nVM_MAD = [ A = 1 ]\n', "Missing NAME identification for VM_MAD[2]", 3),
+        ('X = 1\nVM_MAD = [ NAME = "a" ]\nVM_MAD = [ A = 1 ]\n',
+         "Missing NAME identification for VM_MAD[2]", 3),
         ('VM_MAD = [ NAME = "a", name = "b" ]\n', "Multiple NAME identifications for VM_MAD[1]", 1),
-        ('VM_MAD = [ NAME = "a" ]\n\nvm_mad = [ NAME = "a" ]\n', 'Duplicate identification for VM_MAD["a"]', 3),
+        ('VM_MAD = [ NAME = "a" ]\n\nvm_mad = [ NAME = "a" ]\n',
+         'Duplicate identification for VM_MAD["a"]', 3),
         ("LOG = 1\nLOG = [ A = 1 ]\n", "Parameter LOG used as a value and a section", 2),
     ],
 )  # fmt: skip
