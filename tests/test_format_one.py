@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -699,3 +702,60 @@ def test_parse_raises_only_parse_errors(text: str) -> None:
         return
     assert d.render() == text
     assert d.diff(d) == []
+
+
+_WS = st.sampled_from(["", " ", "\t", "  ", "\n", " \n "])
+_VALUES = st.sampled_from(["1", '"a b"', '"x\ny"', "a]b", "a,b", '""', '"q\\"q"', "x#", "[", "]"])
+_SEPARATORS = st.sampled_from([",", " , ", ",\n", ", # c\n", " # c\n", "\n# c\n", ""])
+
+
+@st.composite
+def _config_texts(draw: st.DrawFn) -> str:
+    """Near-valid files: lines and sections with random blanks, values and separators."""
+    parts: list[str] = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["top", "filler", "section"]))
+        if kind == "top":
+            comment = draw(st.sampled_from(["", " # c", "#c "]))
+            parts.append(
+                f"{draw(_WS)}K{draw(st.integers(0, 2))}{draw(_WS)}={draw(_WS)}"
+                f"{draw(_VALUES)}{comment}{draw(_WS)}\n"
+            )
+        elif kind == "filler":
+            parts.append(draw(st.sampled_from(["\n", "# c\n", "  # i  \n", " \t\n"])))
+        else:
+            entries = "".join(
+                f"E{draw(st.integers(0, 2))}{draw(_WS)}={draw(_WS)}{draw(_VALUES)}"
+                f"{draw(_SEPARATORS)}"
+                for _ in range(draw(st.integers(0, 3)))
+            )
+            tail = draw(st.sampled_from(["", " ", " # c"]))
+            parts.append(f"S{draw(_WS)}={draw(_WS)}[{draw(_WS)}{entries}{draw(_WS)}]{tail}\n")
+    return "".join(parts)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_config_texts())
+def test_scanner_and_lens_agree_on_near_valid_files(text: str) -> None:
+    test_scanner_and_lens_agree.hypothesis.inner_test(text)  # type: ignore[attr-defined]
+
+
+def test_lens_type_checks(tmp_path: Any) -> None:
+    """augparse type-checks the lens (text_store does not, and hides ambiguities)."""
+    augparse = shutil.which("augparse")
+    if augparse is None:
+        pytest.skip("augparse not installed")
+    lenses = Path(__file__).resolve().parents[1] / "src/onetools/config/lenses"
+    module = tmp_path / "test_onetools_oned.aug"
+    module.write_text(
+        "module Test_onetools_oned =\n"
+        'test Onetools_oned.lns get "A = 1 # c\\nS = [ B = \\"x\\" ]\\n" =\n'
+        '  { "A" = "1" { "#comment" = "# c" } }\n'
+        '  { "S" { "B" = "\\"x\\"" } }\n'
+        'test Onetools_oned.lns put "A = 1\\n" after set "S/NAME" "\\"n\\"" =\n'
+        '  "A = 1\\nS = [\\n    NAME = \\"n\\"\\n]\\n"\n'
+    )
+    run = subprocess.run(
+        [augparse, "-I", str(lenses), str(module)], capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
