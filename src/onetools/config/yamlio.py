@@ -55,6 +55,7 @@ MERGE: Final = "tag:yaml.org,2002:merge"
 TIMESTAMP: Final = "tag:yaml.org,2002:timestamp"
 #: The tag the emitter uses for a symbol that cannot be written plain (Psych's spelling).
 SYMBOL_TAG: Final = "!ruby/symbol"
+SYMBOL_TAG_EXPLICIT: Final = "!ruby/sym"
 
 # ---------------------------------------------------------------------------------------------
 # Plain scalar resolution (Psych's ScalarScanner rules, restated)
@@ -355,7 +356,7 @@ def _construct_tagged(tag: str, value: str, event: Any) -> Any:
     """A scalar with an explicit tag (``!!str 1``, ``!ruby/symbol x``...)."""
     if tag == STR:
         return value
-    if tag in (SYMBOL_TAG, "!ruby/sym"):
+    if tag in (SYMBOL_TAG, SYMBOL_TAG_EXPLICIT):
         return Symbol(value if value.startswith(":") else ":" + value)
     if tag in (INT, FLOAT, BOOL, NULL):
         resolved, data = resolve_plain(value)
@@ -435,11 +436,27 @@ def _represent_str(dumper: _Dumper, data: str) -> yaml.ScalarNode:
     return dumper.represent_scalar(STR, data, style=style)
 
 
+def _plain_symbol(text: str) -> bool:
+    """Whether libyaml will surely write this symbol text as a plain scalar (conservative)."""
+    return (
+        len(text) > 1
+        and text.isprintable()
+        and max(text) <= "\ufffd"  # libyaml escapes characters beyond the BMP
+        and not text[1].isspace()
+        and not text[-1].isspace()
+        and not text.endswith(":")
+        and ": " not in text
+        and " #" not in text
+    )
+
+
 def _represent_symbol(dumper: _Dumper, data: Symbol) -> yaml.ScalarNode:
     text = str.__str__(data)
-    if resolve_plain(text)[0] == SYMBOL_TAG and "\n" not in text:
+    if _plain_symbol(text):
         return dumper.represent_scalar(SYMBOL_TAG, text)
-    return dumper.represent_scalar(SYMBOL_TAG, text, style='"')
+    # A symbol that cannot be plain is written with an explicit tag the resolver never gives
+    # (with the resolved tag, libyaml would fall back to the non-specific "!", i.e. a string).
+    return dumper.represent_scalar(SYMBOL_TAG_EXPLICIT, text, style='"')
 
 
 def _represent_float(dumper: _Dumper, data: float) -> yaml.ScalarNode:

@@ -272,9 +272,11 @@ class _Reconciler:
         try:
             if same:
                 self.descend_same(node, path)
-            elif path in self.opaque or (
-                self.max_depth is not None and len(path) >= self.max_depth
-            ) or not self.local(node, new, path):
+            elif (
+                path in self.opaque
+                or (self.max_depth is not None and len(path) >= self.max_depth)
+                or not self.local(node, new, path)
+            ):
                 self.replace(node, new, path, slot)
         except _Widen:
             del self.edits[mark:]  # drop the partial edits inside the node
