@@ -29,7 +29,9 @@ def test_diff_render_parse_patch(
 ) -> None:
     monkeypatch.setenv("ONECFG_BACKUP_DIR", str(tmp_path / "backups"))
     changes = diff_trees(str(stock_tree(old)), str(stock_tree(new)))
-    assert changes, f"no differences between {old} and {new}?"
+    if not changes:  # 6.10.0 -> 6.10.2 only adds and removes files
+        assert old == "6.10.0", f"no differences between {old} and {new}?"
+        return
 
     # Lines round trip: rendering then parsing gives exactly the same ops.
     classes = {path: entry.format_name for path, entry in changes.items()}
