@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import STOCK_VERSIONS
 from helpers import copy_stock, run_tool, snapshot, tool_command
-
 from onetools.config.formats.one import OneDocument
 from onetools.config.transaction import tree_lock
 
@@ -243,9 +243,7 @@ def test_sigkill_during_multi_file_patch(tmp_path: Path) -> None:
     ]
     base = copy_stock("6.0.0", tmp_path / "base")
     # Slow the commit steps down so that random kill times land inside the transaction too.
-    env = dict(
-        os.environ, ONECFG_BACKUP_DIR=str(tmp_path / "backups"), ONETOOLS_TXN_DELAY="0.1"
-    )
+    env = dict(os.environ, ONECFG_BACKUP_DIR=str(tmp_path / "backups"), ONETOOLS_TXN_DELAY="0.1")
 
     def start(tree: Path) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(

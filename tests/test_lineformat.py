@@ -1,7 +1,8 @@
-"""The line format tokenizer and renderer (reference §4.1–4.3, plus our annotations)."""
+"""The line format tokenizer and renderer (reference §4.1-4.3, plus our annotations)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -97,9 +98,7 @@ def test_detect_format() -> None:
     assert detect_format("/etc/one/oned.conf set PORT 1\n") == "line"
 
 
-components = st.lists(
-    st.text(min_size=1).filter(lambda s: "/" not in s), min_size=1, max_size=4
-)
+components = st.lists(st.text(min_size=1).filter(lambda s: "/" not in s), min_size=1, max_size=4)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
@@ -122,7 +121,5 @@ def test_render_then_parse_round_trips(parts: list[str], value: object) -> None:
 @settings(max_examples=500)
 @given(st.text())
 def test_arbitrary_text_raises_only_parse_errors(text: str) -> None:
-    try:
+    with contextlib.suppress(FileParseError):
         parse_line(text, "fuzz", 1)
-    except FileParseError:
-        pass

@@ -7,20 +7,21 @@ applies and every file ends up ``similar`` to the new version's file.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
 import pytest
+
 from conftest import STOCK_VERSIONS, stock_tree
 from helpers import copy_stock
-
 from onetools.config.diff import diff_trees
 from onetools.config.files import CLASSIFICATION
 from onetools.config.formats import format_class
 from onetools.config.lineformat import parse_lines, render_lines
 from onetools.config.patch import apply_patch
 
-PAIRS = list(zip(STOCK_VERSIONS, STOCK_VERSIONS[1:], strict=False))
+PAIRS = list(itertools.pairwise(STOCK_VERSIONS))
 
 
 @pytest.mark.parametrize(("old", "new"), PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])

@@ -66,26 +66,38 @@ def add_command(
 def common_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("logging")
-    group.add_argument("-v", "-d", "--verbose", action="store_true",
-                       help="show informational messages")
+    group.add_argument(
+        "-v", "-d", "--verbose", action="store_true", help="show informational messages"
+    )
     group.add_argument("--debug", action="store_true", help="show debug messages and tracebacks")
     return parent
 
 
 def prefix_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--prefix", default="/", metavar="DIR",
-                        help="root of the tree to work on (default: /)")
+    parent.add_argument(
+        "--prefix", default="/", metavar="DIR", help="root of the tree to work on (default: /)"
+    )
     return parent
 
 
 def output_parent() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_mutually_exclusive_group()
-    group.add_argument("--json", dest="output", action="store_const", const="json",
-                       help="print the result as JSON on stdout")
-    group.add_argument("--yaml", dest="output", action="store_const", const="yaml",
-                       help="print the result as YAML on stdout")
+    group.add_argument(
+        "--json",
+        dest="output",
+        action="store_const",
+        const="json",
+        help="print the result as JSON on stdout",
+    )
+    group.add_argument(
+        "--yaml",
+        dest="output",
+        action="store_const",
+        const="yaml",
+        help="print the result as YAML on stdout",
+    )
     return parent
 
 

@@ -115,21 +115,43 @@ def build_parser() -> ToolParser:
     parser, commands = make_parser("onecfg", DESCRIPTION, __version__)
     common, prefix, output = common_parent(), prefix_parent(), output_parent()
 
-    patch = add_command(commands, "patch", cmd_patch, "apply changes to configuration files",
-                        PATCH_HELP, [prefix, output, common])
-    patch.add_argument("file", nargs="?", metavar="FILE",
-                       help="file with the changes ('-' or none: standard input)")
-    patch.add_argument("--format", metavar="line|yaml",
-                       help="format of the changes (default: detected)")
-    patch.add_argument("-n", "--noop", action="store_true",
-                       help="apply in memory only; change nothing on disk")
-    patch.add_argument("-a", "--all", action="store_true",
-                       help="save nothing unless every change applies")
-    patch.add_argument("--unprivileged", action="store_true",
-                       help="do not change file owners (modes are still set)")
+    patch = add_command(
+        commands,
+        "patch",
+        cmd_patch,
+        "apply changes to configuration files",
+        PATCH_HELP,
+        [prefix, output, common],
+    )
+    patch.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="file with the changes ('-' or none: standard input)",
+    )
+    patch.add_argument(
+        "--format", metavar="line|yaml", help="format of the changes (default: detected)"
+    )
+    patch.add_argument(
+        "-n", "--noop", action="store_true", help="apply in memory only; change nothing on disk"
+    )
+    patch.add_argument(
+        "-a", "--all", action="store_true", help="save nothing unless every change applies"
+    )
+    patch.add_argument(
+        "--unprivileged",
+        action="store_true",
+        help="do not change file owners (modes are still set)",
+    )
 
-    add_command(commands, "validate", cmd_validate, "check every configuration file",
-                VALIDATE_HELP, [prefix, output, common])
+    add_command(
+        commands,
+        "validate",
+        cmd_validate,
+        "check every configuration file",
+        VALIDATE_HELP,
+        [prefix, output, common],
+    )
     return parser
 
 

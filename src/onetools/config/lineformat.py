@@ -105,9 +105,7 @@ def _unquote(token: str) -> str:
     return decoded if isinstance(decoded, str) else token[1:-1]
 
 
-def _parse_value(
-    text: str, fail: Callable[[str], FileParseError]
-) -> tuple[Any, dict[str, Any]]:
+def _parse_value(text: str, fail: Callable[[str], FileParseError]) -> tuple[Any, dict[str, Any]]:
     value: Any = NOTHING
     if text and not text.startswith("#"):
         try:
@@ -161,7 +159,10 @@ def parse_lines(
 
 
 def op_from_parsed(
-    cls: type[ConfigDocument], parsed: ParsedLine, source: str = "<stdin>", lineno: int | None = None
+    cls: type[ConfigDocument],
+    parsed: ParsedLine,
+    source: str = "<stdin>",
+    lineno: int | None = None,
 ) -> ChangeOp:
     """Turn tokens into an op of the file's format, locating any error at the line."""
     try:
@@ -179,9 +180,7 @@ def op_from_parsed(
 def _json(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
     # Keep one change per line even for values holding Unicode line separators.
-    return text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace(
-        "\u2029", "\\u2029"
-    )
+    return text.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def render_path(components: Iterable[Any]) -> str:

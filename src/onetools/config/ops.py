@@ -187,8 +187,8 @@ class ChangeOp:
             state=str(state),
             path=list(path),
             key=data.get("key"),
-            value=data["value"] if "value" in data else NOTHING,
-            old=data["old"] if "old" in data else NOTHING,
+            value=data.get("value", NOTHING),
+            old=data.get("old", NOTHING),
             extra=extra,
         )
 

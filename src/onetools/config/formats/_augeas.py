@@ -27,9 +27,7 @@ def handle() -> Any:
         import augeas
 
         package_lenses = str(resources.files("onetools.config") / "lenses")
-        loadpath = ":".join(
-            [package_lenses, *(d for d in STOCK_LENS_DIRS if os.path.isdir(d))]
-        )
+        loadpath = ":".join([package_lenses, *(d for d in STOCK_LENS_DIRS if os.path.isdir(d))])
         flags = augeas.Augeas.NO_MODL_AUTOLOAD | augeas.Augeas.NO_LOAD | augeas.Augeas.NO_STDINC
         _handle = augeas.Augeas(flags=flags, loadpath=loadpath)
     return _handle

@@ -97,16 +97,22 @@ class ConfigDocument(ABC):
                 extra[name] = notes[name]
         if state == "rm":
             if value is NOTHING:
-                return ChangeOp("rm", path, key, old=notes.get("old", NOTHING), extra=extra,
-                                from_line=True)
+                return ChangeOp(
+                    "rm", path, key, old=notes.get("old", NOTHING), extra=extra, from_line=True
+                )
             if key is not None:
                 path.append(key)
             return ChangeOp("rm", path, None, old=value, extra=extra, from_line=True)
         if state == "set":
-            old = notes["old"] if "old" in notes else value
+            old = notes.get("old", value)
             return ChangeOp("set", path, key, value=value, old=old, extra=extra, from_line=True)
         return ChangeOp(
-            "ins", path, key, value=value, old=notes.get("old", NOTHING), extra=extra,
+            "ins",
+            path,
+            key,
+            value=value,
+            old=notes.get("old", NOTHING),
+            extra=extra,
             from_line=True,
         )
 
@@ -116,8 +122,9 @@ class ConfigDocument(ABC):
 
         The inverse of ``op_from_line``; formats override it where their ops need more.
         """
-        notes: dict[str, Any] = {k: op.extra[k] for k in ("index", "export", "multiple")
-                                 if k in op.extra}
+        notes: dict[str, Any] = {
+            k: op.extra[k] for k in ("index", "export", "multiple") if k in op.extra
+        }
         if op.state == "rm":
             if op.key is None and op.has_old:
                 return list(op.path), op.old, notes
