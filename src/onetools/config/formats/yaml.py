@@ -509,13 +509,32 @@ class YamlDocument(ConfigDocument):
 
     def __init__(self, name: str = "<string>") -> None:
         super().__init__(name)
-        #: The data model (mutable in place, e.g. by migrators).  An empty file is ``False``,
-        #: as in the original (Psych loads an empty stream as false); ``---`` alone is ``None``.
-        self.content: Any = False
         self._text = ""
         self._root: Node | None = None
         # The data the current text stands for (never mutated; replaced on render).
         self._text_data: Any = False
+        # The data model, copied from ``_text_data`` on first access (``None`` = not yet):
+        # documents that are only parsed, compared and rendered never pay for the copy.
+        self._content: Any = None
+        self._materialized = False
+
+    @property
+    def content(self) -> Any:
+        """The data model (mutable in place, e.g. by migrators).  An empty file is ``False``,
+        as in the original (Psych loads an empty stream as false); ``---`` alone is ``None``."""
+        if not self._materialized:
+            self._content = copy_tree(self._text_data)
+            self._materialized = True
+        return self._content
+
+    @content.setter
+    def content(self, value: Any) -> None:
+        self._content = value
+        self._materialized = True
+
+    def _data(self) -> Any:
+        """The data for read-only use (no copy when the model was never touched)."""
+        return self._content if self._materialized else self._text_data
 
     # -- parse / render -------------------------------------------------------------------------
 
@@ -523,7 +542,6 @@ class YamlDocument(ConfigDocument):
     def parse(cls, text: str, name: str = "<string>") -> Self:
         doc = cls(name)
         doc._set_text(text, yamlio.compose(text, name))
-        doc.content = copy_tree(doc._text_data)
         return doc
 
     def _set_text(self, text: str, root: Node | None) -> None:
@@ -532,7 +550,7 @@ class YamlDocument(ConfigDocument):
         self._text_data = False if root is None else root.data
 
     def render(self) -> str:
-        if not strict_equal(self.content, self._text_data):
+        if self._materialized and not strict_equal(self._content, self._text_data):
             text = self._rerender()
             self._set_text(text, yamlio.compose(text, self.name))
         return self._text
@@ -591,7 +609,7 @@ class YamlDocument(ConfigDocument):
 
     def diff(self, other: Self) -> list[ChangeOp]:
         out: list[ChangeOp] = []
-        self._diff(self.content, other.content, [], out)
+        self._diff(self._data(), other._data(), [], out)
         return out
 
     def _equal(self, left: Any, right: Any) -> bool:
