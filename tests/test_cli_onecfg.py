@@ -286,3 +286,32 @@ def test_sigkill_during_multi_file_patch(tmp_path: Path) -> None:
         for f in files:
             assert (tree / f).read_bytes() != old[f]
     assert seen == {"old", "new"}, seen  # kills landed before and after the commit point
+
+
+def test_reapplying_a_patch(tree: Path, tmp_path: Path, env: dict[str, str]) -> None:
+    first = onecfg("patch", "--prefix", str(tree), stdin=MYSQL_PATCH, env=env)
+    assert first.code == 0, first.err
+    backups = sorted((tmp_path / "backups").iterdir())
+    assert len(backups) == 1
+    before = snapshot(tree)
+    mtime = (tree / "etc/one/oned.conf").stat().st_mtime_ns
+
+    # As the original: the four 'ins' find their values present and count as not applied.
+    again = onecfg("patch", "--prefix", str(tree), "-v", "--json", stdin=MYSQL_PATCH, env=env)
+    assert again.code == 1, again.err
+    assert "Applied 3/7 changes" in again.err
+    assert '"in_place": 4' in again.out
+    # ...but the file does not change, so it is neither backed up nor rewritten.
+    assert "Nothing to write" in again.err
+    assert snapshot(tree) == before
+    assert (tree / "etc/one/oned.conf").stat().st_mtime_ns == mtime
+    assert sorted((tmp_path / "backups").iterdir()) == backups
+
+    converged = onecfg(
+        "patch", "--prefix", str(tree), "--converge", "--all", stdin=MYSQL_PATCH, env=env
+    )
+    assert converged.code == 0, converged.err
+    only_ins = "".join(line + "\n" for line in MYSQL_PATCH.splitlines() if " ins " in line)
+    assert onecfg("patch", "--prefix", str(tree), stdin=only_ins, env=env).code == 255
+    assert onecfg("patch", "--prefix", str(tree), "--converge", stdin=only_ins, env=env).code == 0
+    assert snapshot(tree) == before

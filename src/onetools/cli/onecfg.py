@@ -47,6 +47,11 @@ starts with '---'. Changes overwrite what is there (replace mode). All files are
 together or not at all, after an emergency backup into ONECFG_BACKUP_DIR
 (default /var/lib/one/backups/config).
 
+A change that finds its result already there (an 'ins' of a present value, an 'rm' of an
+absent key) is not applied, as with the original tool; with --converge it counts as done, so
+re-applying a patch (a container bootstrap at every start) exits 0. Files whose content does
+not change are never rewritten.
+
 exit codes: 0 all changes applied; 1 some not applied (the applied ones are saved);
 255 error, nothing applied, or --all with unapplied changes (nothing saved)
 """
@@ -80,6 +85,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
             noop=args.noop,
             require_all=args.all,
             unprivileged=args.unprivileged,
+            converge=args.converge,
         )
     except PatchFailed as exc:
         if exc.outcome is not None:
@@ -137,6 +143,11 @@ def build_parser() -> ToolParser:
     )
     patch.add_argument(
         "-a", "--all", action="store_true", help="save nothing unless every change applies"
+    )
+    patch.add_argument(
+        "--converge",
+        action="store_true",
+        help="count changes already in place as applied (re-applying a patch exits 0)",
     )
     patch.add_argument(
         "--unprivileged",

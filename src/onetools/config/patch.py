@@ -35,6 +35,13 @@ class FileReport:
         return sum(1 for _, result in self.results if result.applied)
 
     @property
+    def in_place(self) -> int:
+        """Changes that did nothing because the file already says so (``ins`` of a present
+        value, ``rm`` of an absent one); under replace mode that is every unapplied change that
+        was not skipped."""
+        return sum(1 for _, r in self.results if not r.applied and r.mode != "skip")
+
+    @property
     def total(self) -> int:
         return len(self.results)
 
@@ -44,22 +51,33 @@ class PatchOutcome:
     files: list[FileReport]
     saved: bool
     backup: str | None = None
+    converge: bool = False
 
     @property
     def applied(self) -> int:
         return sum(report.applied for report in self.files)
 
     @property
+    def in_place(self) -> int:
+        return sum(report.in_place for report in self.files)
+
+    @property
     def total(self) -> int:
         return sum(report.total for report in self.files)
 
     @property
+    def satisfied(self) -> int:
+        """Changes that count as done: applied, plus already in place with ``converge``."""
+        return self.applied + (self.in_place if self.converge else 0)
+
+    @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.applied == self.total else EXIT_PARTIAL
+        return EXIT_OK if self.satisfied == self.total else EXIT_PARTIAL
 
     def to_dict(self) -> dict[str, object]:
         return {
             "applied": self.applied,
+            "in_place": self.in_place,
             "total": self.total,
             "saved": self.saved,
             "backup": self.backup,
@@ -74,6 +92,7 @@ class PatchOutcome:
                             "change": render_op(op, format_class(report.format_name)),
                             "applied": result.applied,
                             "mode": result.mode,
+                            "in_place": not result.applied and result.mode != "skip",
                         }
                         for op, result in report.results
                     ],
@@ -98,8 +117,9 @@ def classify_existing(prefix: str) -> dict[str, str]:
 
 
 def report_line(op: ChangeOp, result: PatchResult, format_name: str) -> str:
-    """``[OK] set PORT 2634`` / ``[--] skip rm …`` as the original's patch reports."""
-    status = "[OK]" if result.applied else "[--]"
+    """``[OK] set PORT 2634`` / ``[--] skip rm …`` as the original's patch reports
+    (``[==]`` marks a change already in place)."""
+    status = "[OK]" if result.applied else ("[--]" if result.mode == "skip" else "[==]")
     mode = f"{result.mode} " if result.mode else ""
     return f"{status} {mode}{render_op(op, format_class(format_name))}"
 
@@ -111,12 +131,15 @@ def apply_patch(
     require_all: bool = False,
     unprivileged: bool = False,
     modes: frozenset[str] = frozenset({"replace"}),
+    converge: bool = False,
 ) -> PatchOutcome:
     """Apply ``changes`` to the tree at ``prefix``.
 
     Returns the outcome when at least one change applied (``exit_code`` 0 or 1); raises
     ``PatchFailed`` (exit 255, nothing written) when nothing applies, a file cannot be patched,
-    or ``require_all`` is set and some change did not apply.
+    or ``require_all`` is set and some change did not apply.  With ``converge``, changes that
+    are already in place count as done (a re-applied patch exits 0).  Files whose text does not
+    change are neither backed up nor rewritten.
     """
     if not any(entry.ops for entry in changes.values()):
         raise PatchFailed("No changes to apply")
@@ -132,18 +155,23 @@ def apply_patch(
                 log.debug(f"Patch {report_line(op, result, entry.format_name)}")
             if new_text is not None:
                 writes.append(FileWrite(prefixed(prefix, path), new_text.encode("utf-8")))
-        outcome = PatchOutcome(reports, saved=False)
-        if outcome.applied == 0:
+        outcome = PatchOutcome(reports, saved=False, converge=converge)
+        if outcome.satisfied == 0:
             raise PatchFailed("No changes applied", outcome)
-        if require_all and outcome.applied < outcome.total:
+        if require_all and outcome.satisfied < outcome.total:
             raise PatchFailed(
-                f"Modifications not saved due to {outcome.total - outcome.applied} "
+                f"Modifications not saved due to {outcome.total - outcome.satisfied} "
                 "unapplied changes!",
                 outcome,
             )
         log.info(f"Applied {outcome.applied}/{outcome.total} changes")
+        if converge and outcome.in_place:
+            log.info(f"{outcome.in_place} changes already in place")
         if noop:
             log.info("Changes ARE NOT saved in no-op mode!")
+            return outcome
+        if not writes:
+            log.info("Nothing to write: every file already has this content")
             return outcome
         outcome.backup = make_backup(prefix)
         commit(prefix, writes, unprivileged=unprivileged)
@@ -168,4 +196,7 @@ def _patch_file(
     except (PatchError, OnetoolsError, OSError, UnicodeDecodeError) as exc:
         raise PatchFailed(f"Failed to patch file '{path}' - {exc}") from exc
     report = FileReport(path, format_name, list(zip(ops, results, strict=True)))
-    return report, (document.render() if report.applied else None)
+    if not report.applied:
+        return report, None
+    new_text = document.render()
+    return report, (new_text if new_text != text else None)
