@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from importlib import resources
 from typing import Any
 
 from onetools.errors import FileParseError
@@ -26,7 +25,9 @@ def handle() -> Any:
     if _handle is None:
         import augeas
 
-        package_lenses = str(resources.files("onetools.config") / "lenses")
+        # The lens directory inside the installed package (importlib.resources costs ~14 ms of
+        # imports for the same answer).
+        package_lenses = os.path.join(os.path.dirname(os.path.dirname(__file__)), "lenses")
         loadpath = ":".join([package_lenses, *(d for d in STOCK_LENS_DIRS if os.path.isdir(d))])
         flags = augeas.Augeas.NO_MODL_AUTOLOAD | augeas.Augeas.NO_LOAD | augeas.Augeas.NO_STDINC
         _handle = augeas.Augeas(flags=flags, loadpath=loadpath)
