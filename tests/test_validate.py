@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers import copy_stock
-
 from onetools.config.validate import validate_tree
 
 
