@@ -149,6 +149,8 @@ def test_unparsable_target_file_fails_cleanly(
 
 
 def test_yaml_change_document(tree: Path, env: dict[str, str]) -> None:
+    sunstone = tree / "etc/one/sunstone-server.conf"
+    before = sunstone.read_text().splitlines()
     document = """---
 patches:
   /etc/one/oned.conf:
@@ -174,7 +176,11 @@ patches:
     assert result.code == 0, result.err
     assert "Applied 2/2 changes" in result.err
     assert "PORT = 2700" in (tree / "etc/one/oned.conf").read_text()
-    assert ":port: 9999" in (tree / "etc/one/sunstone-server.conf").read_text()
+    after = sunstone.read_text().splitlines()
+    # Only the changed line differs: comments, quoting and layout elsewhere are kept.
+    changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+    assert len(changed) == 1
+    assert before[changed[0]] == ":port: 9869" and after[changed[0]] == ":port: 9999"
 
 
 def test_nothing_applied_is_an_error(tree: Path, env: dict[str, str]) -> None:

@@ -245,7 +245,9 @@ def parse_yaml(text: str, source: str = "<stdin>") -> ChangeSet:
         if not isinstance(entry, dict) or not isinstance(entry.get("class"), str):
             raise FileParseError(f"Missing 'class' for file '{filename}'", source)
         format_class(entry["class"])  # unknown class -> clear error
-        raw_ops = entry.get("change") or []
+        raw_ops = entry.get("change")
+        if raw_ops is None:
+            raw_ops = []
         if not isinstance(raw_ops, list):
             raise FileParseError(f"'change' of file '{filename}' must be a list", source)
         ops: list[ChangeOp] = []
