@@ -44,3 +44,39 @@ def diff_trees(
         if file_changes.ops:
             changes[path] = file_changes
     return changes
+
+
+def stock_baseline(version: str) -> str:
+    """The shipped stock version a configuration of ``version`` is compared with: the newest
+    stock version not after it (``6.10.3`` -> ``6.10.2``)."""
+    from onetools.config.versions import CHAIN, Version, check_supported, parse_version
+
+    wanted = check_supported(parse_version(version, "config version"), "config version")
+    candidates = [v for v in CHAIN if Version(v) <= wanted]
+    return candidates[-1]
+
+
+def diff_against_stock(prefix: str, version: str) -> ChangeSet:
+    """The customizations of the tree at ``prefix``: stock files of ``version`` -> current files.
+
+    Files missing from the tree or from the stock are left out (as the original does).
+    """
+    from onetools.config.stock import store
+
+    baseline = stock_baseline(version)
+    stock = store()
+    changes: ChangeSet = {}
+    scan = CLASSIFICATION.scan(prefix).classified
+    for path in stock.paths(baseline):
+        entry = scan.get(path)
+        if entry is None or entry.format_name is None:
+            continue
+        stock_text = stock.read(baseline, path)
+        assert stock_text is not None
+        current = read_text(prefixed(prefix, path))
+        if current == stock_text:
+            continue
+        file_changes = diff_file(stock_text, current, entry.format_name, path)
+        if file_changes.ops:
+            changes[path] = file_changes
+    return changes

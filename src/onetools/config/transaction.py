@@ -109,6 +109,18 @@ def _journal_path(prefix: str) -> str:
     return os.path.join(state_dir(prefix), "journal.json")
 
 
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write one file durably: temp file in the same directory, fsync, rename."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}{TEMP_MARK}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path) or ".")
+
+
 def _write_durable(path: str, data: bytes) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as handle:
@@ -180,18 +192,36 @@ def _roll_forward(entries: list[dict[str, str | None]]) -> None:
             _fsync_dir(directory)
 
 
-def commit(prefix: str, writes: list[FileWrite], unprivileged: bool = False) -> None:
+@dataclass
+class NewDir:
+    """A directory to create (absolute path) with its owner and mode."""
+
+    path: str
+    owner: str | None = None
+    group: str | None = None
+    mode: int = 0o750
+
+
+def commit(
+    prefix: str,
+    writes: list[FileWrite],
+    unprivileged: bool = False,
+    directories: list[NewDir] | None = None,
+) -> None:
     """Write every file of ``writes`` or none of them (see the module docstring).
 
-    Must be called with the tree lock held.
+    ``directories`` are created too (parents of new files are created 0750 anyway).  Must be
+    called with the tree lock held.
     """
-    if not writes:
+    if not writes and not directories:
         return
     journal = _journal_path(prefix)
+    wanted = {d.path: d for d in directories or []}
     created_dirs: list[str] = []
-    for write in writes:
-        if write.content is not None:
-            created_dirs.extend(_missing_dirs(os.path.dirname(write.path)))
+    for path in list(wanted) + [os.path.dirname(w.path) for w in writes if w.content]:
+        for missing in _missing_dirs(path):
+            if missing not in created_dirs:
+                created_dirs.append(missing)
     entries = [
         {"target": w.path, "temp": None if w.content is None else _temp_name(w.path)}
         for w in writes
@@ -201,6 +231,11 @@ def commit(prefix: str, writes: list[FileWrite], unprivileged: bool = False) -> 
     _crash_point()
     for directory in created_dirs:
         os.mkdir(directory, 0o750)
+        spec = wanted.get(directory)
+        if spec is not None:
+            os.chmod(directory, spec.mode)
+            if not unprivileged:
+                os.chown(directory, *_ids(spec.owner, spec.group))
     for write, entry in zip(writes, entries, strict=True):
         if write.content is not None and entry["temp"] is not None:
             _write_temp(write, entry["temp"], unprivileged)
