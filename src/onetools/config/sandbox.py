@@ -8,6 +8,7 @@ cached so that a file patched by several steps is parsed once and rendered once 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -155,10 +156,8 @@ class Sandbox:
             if entry
             else FileMeta("root", "oneadmin", 0o640)
         )
-        try:
+        with contextlib.suppress(FileNotFoundError):
             meta.mode = os.stat(prefixed(self.base, path)).st_mode & 0o7777
-        except FileNotFoundError:
-            pass
         return meta
 
 

@@ -8,6 +8,7 @@ Patch releases that no step names (``6.10.3``, ``6.8.5``) fall inside a step's i
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -107,9 +108,7 @@ class Step:
         return f"{self.source} -> {self.target}"
 
 
-STEPS: tuple[Step, ...] = tuple(
-    Step(Version(a), Version(b)) for a, b in zip(CHAIN, CHAIN[1:], strict=False)
-)
+STEPS: tuple[Step, ...] = tuple(Step(Version(a), Version(b)) for a, b in itertools.pairwise(CHAIN))
 
 
 def parse_version(text: str | None, what: str = "version") -> Version:
