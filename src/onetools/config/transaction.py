@@ -312,10 +312,18 @@ def backup_root() -> str:
 def make_backup(prefix: str, version: str | None = None) -> str:
     """Copy the managed directories of ``prefix`` into a new timestamped backup directory."""
     stamp = datetime.now().strftime("%Y-%m-%d_%H:%M:%S")
-    target = os.path.join(backup_root(), f"{stamp}_{os.getpid()}")
+    base = os.path.join(backup_root(), f"{stamp}_{os.getpid()}")
     ignore = shutil.ignore_patterns(STATE_DIR, f"*{TEMP_MARK}")
     try:
-        os.makedirs(target, mode=0o700)
+        os.makedirs(backup_root(), mode=0o700, exist_ok=True)
+        target, counter = base, 0
+        while True:  # two backups in one second from one process get distinct names
+            try:
+                os.mkdir(target, 0o700)
+                break
+            except FileExistsError:
+                counter += 1
+                target = f"{base}.{counter}"
         for root in MANAGED_ROOTS:
             source = prefixed(prefix, root)
             if os.path.isdir(source):

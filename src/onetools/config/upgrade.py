@@ -306,6 +306,8 @@ def _run_step(
         elif entry.action == "delete" and sandbox.exists(path):
             log.info(f"Delete file '{path}'")
             sandbox.delete(path)
+        elif entry.action is None:
+            _refresh_pristine(step, path, entry, sandbox)
     if program is not None and hasattr(program, "up"):
 
         def hook(path: str, op: ChangeOp, result: PatchResult) -> None:
@@ -356,6 +358,17 @@ def _apply_entry(
         if not document.diff(stock_document):
             # Nothing of the user's is left: take the stock text (comments, layout) as is.
             sandbox.write(path, stock)
+
+
+def _refresh_pristine(step: Step, path: str, entry: DescriptorEntry, sandbox: Sandbox) -> None:
+    """A file whose stock text changed only cosmetically (comments, layout) has no ops; if the
+    user never touched it, give it the new stock text (the original leaves it as it was)."""
+    source = _source_text(step, path)
+    target = _stock_text(step, entry)
+    if source is not None and target is not None and source != target:
+        if sandbox.is_text(path, source):
+            log.info(f"Refresh file '{path}'")
+            sandbox.write(path, target)
 
 
 def _source_text(step: Step, path: str) -> str | None:
