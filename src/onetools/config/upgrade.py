@@ -365,10 +365,9 @@ def _refresh_pristine(step: Step, path: str, entry: DescriptorEntry, sandbox: Sa
     user never touched it, give it the new stock text (the original leaves it as it was)."""
     source = _source_text(step, path)
     target = _stock_text(step, entry)
-    if source is not None and target is not None and source != target:
-        if sandbox.is_text(path, source):
-            log.info(f"Refresh file '{path}'")
-            sandbox.write(path, target)
+    if target is not None and source not in (None, target) and sandbox.is_text(path, source):
+        log.info(f"Refresh file '{path}'")
+        sandbox.write(path, target)
 
 
 def _source_text(step: Step, path: str) -> str | None:
