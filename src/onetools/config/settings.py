@@ -9,6 +9,7 @@ of the configuration to upgrade from, left by packaging before a package upgrade
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,41 @@ def load_settings(path: str | None = None) -> Settings:
         return Settings(path)
     except OSError as exc:
         raise FatalError(f"Cannot read settings file '{path}': {exc.strerror}") from None
+    simple = _parse_simple(text)
+    if simple is not None:
+        data: Any = simple
+    else:
+        data = _parse_yaml(text, path)
+    return _settings_from(data, path)
+
+
+# "key: value" lines with plain or double-quoted scalars: what onecfg and packaging write.
+_SIMPLE_LINE = re.compile(
+    r'^([A-Za-z_]+):[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^"\'#&*!|>{}\[\]%@`\s][^#]*?))?[ \t]*$'
+)
+
+
+def _parse_simple(text: str) -> dict[str, str | None] | None:
+    """Read the usual two-line settings file without importing a YAML library (status must
+    start fast); ``None`` when the text needs a real YAML parser."""
+    data: dict[str, str | None] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.strip() in ("---", "...") or line.lstrip().startswith("#"):
+            continue
+        match = _SIMPLE_LINE.match(line)
+        if match is None or match.group(1) in data:
+            return None
+        key, quoted, plain = match.groups()
+        if quoted is not None:
+            if "\\" in quoted:
+                return None
+            data[key] = quoted
+        else:
+            data[key] = plain
+    return data
+
+
+def _parse_yaml(text: str, path: str) -> Any:
     import yaml
 
     try:
@@ -89,6 +125,10 @@ def load_settings(path: str | None = None) -> Settings:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise FatalError(f"Corrupt settings file '{path}': not valid YAML{where}") from None
+    return data
+
+
+def _settings_from(data: Any, path: str) -> Settings:
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -9,6 +9,7 @@ from typing import Any
 from onetools.config.settings import Settings, load_settings
 from onetools.config.transaction import write_atomic
 from onetools.config.versions import (
+    Step,
     Version,
     VersionError,
     check_supported,
@@ -76,12 +77,16 @@ class Status:
         return "\n".join(lines) + "\n"
 
 
-def _describe(source: Version, target: Version) -> list[str]:
-    from onetools.config.migrations import load_program
+def _has_program(step: Step) -> bool:
+    # A file check, not an import: status must stay fast (see migrations/__init__.py for names).
+    name = f"v{step.source}_to_{step.target}".replace(".", "_")
+    return os.path.exists(os.path.join(os.path.dirname(__file__), "migrations", f"{name}.py"))
 
+
+def _describe(source: Version, target: Version) -> list[str]:
     out = []
     for step in step_range(source, target):
-        kinds = "YAML,Python" if load_program(step) is not None else "YAML"
+        kinds = "YAML,Python" if _has_program(step) else "YAML"
         out.append(f"from {step.source} to {step.target} ({kinds})")
     return out
 
