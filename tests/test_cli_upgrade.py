@@ -425,3 +425,30 @@ def test_created_files_get_their_modes(world: Env) -> None:
     created = world.tree / "etc/one/fireedge/sunstone/admin/vm-tab.yaml"
     assert stat.S_IMODE(created.stat().st_mode) == 0o640
     assert stat.S_IMODE(created.parent.stat().st_mode) == 0o750
+
+
+def test_container_bootstrap_recipe(tmp_path: Path) -> None:
+    """docs/onecfg.md's recipe: first start, restart, then a start on a newer image."""
+    world = Env(tmp_path, version=None, one="6.8.0")
+    store().materialize("6.8.0", str(world.tree))
+    site = tmp_path / "site.patch"
+    site.write_text(CUSTOM)
+
+    def boot(one: str) -> None:
+        if not world.settings.exists():
+            assert world.run("init", ONECFG_ONE_VERSION=one).code == 0
+        patched = world.run(
+            "patch", "--converge", "--prefix", str(world.tree), str(site), ONECFG_ONE_VERSION=one
+        )
+        assert patched.code == 0, patched.err
+        upgraded = world.run("upgrade", "--prefix", str(world.tree), ONECFG_ONE_VERSION=one)
+        assert upgraded.code == 0, upgraded.err
+
+    boot("6.8.0")
+    first = snapshot(world.tree)
+    boot("6.8.0")  # a restart changes nothing
+    assert snapshot(world.tree) == first
+    boot("7.0.0")  # the image was updated: the volume's configuration is upgraded
+    assert world.settings.read_text() == "---\nversion: 7.0.0\n"
+    assert world.oned()["PORT"] == ["2634"]
+    assert world.run("status", ONECFG_ONE_VERSION="7.0.0").code == 0
