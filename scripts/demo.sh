@@ -1,29 +1,27 @@
 #!/usr/bin/env bash
-# A short scripted tour of onetools on a scratch --prefix tree (run by `make demo`).
+# A short scripted tour of onecfg on a scratch --prefix tree (run by `make demo`).
+# Uses only what the package ships: OpenNebula's stock configuration files of 14 versions.
 set -uo pipefail
-here="$(cd "$(dirname "$0")/.." && pwd)"
-stock="${ONETOOLS_SHARED_DATA:-$here/../shared/data}/opennebula-etc/6.0.0"
 demo="$(mktemp -d /tmp/onetools-demo.XXXXXX)"
-export ONECFG_BACKUP_DIR="$demo/backups"
+tree="$demo/tree"
+export ONECFG_BACKUP_DIR="$demo/backups" ONECFG_ETC_DIR="$demo/etc" ONECFG_ONE_VERSION=6.8.0
+mkdir -p "$ONECFG_ETC_DIR"
 
+say() { printf '\n\033[1m## %s\033[0m\n' "$*"; }
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; echo "(exit code $?)"; }
 
-if [ -d "$stock" ]; then
-  cp -a "$stock" "$demo/tree"
-  chmod -R u+w "$demo/tree"
-else
-  # Without the stock trees beside the repo, build a small tree of our own.
-  mkdir -p "$demo/tree/etc/one" "$demo/tree/var/lib/one/remotes/etc/vmm/kvm"
-  printf 'PORT = 2633\nLISTEN_ADDRESS = "0.0.0.0"\nDB = [ BACKEND = "sqlite", TIMEOUT = 2500 ]\n' \
-    > "$demo/tree/etc/one/oned.conf"
-  printf 'export LIBVIRT_URI=qemu:///system\n' > "$demo/tree/var/lib/one/remotes/etc/vmm/kvm/kvmrc"
-fi
-tree="$demo/tree"
-echo "Scratch tree: $tree"
+say "A stock OpenNebula 6.8.0 configuration tree in $tree"
+python - "$tree" <<'PY'
+import sys
+from onetools.config.stock import store
+print(len(store().materialize("6.8.0", sys.argv[1])), "files written")
+PY
 
-step onecfg validate --prefix "$tree" --verbose
+step onecfg validate --prefix "$tree"
+step onecfg init -v
 
-cat > "$demo/mysql.patch" <<'PATCH'
+say "Customize it with the one-line change format"
+cat > "$demo/site.patch" <<'PATCH'
 # switch oned to MySQL and listen on loopback
 /etc/one/oned.conf set DB/BACKEND "\"mysql\""
 /etc/one/oned.conf ins DB/SERVER "\"localhost\""
@@ -32,20 +30,31 @@ cat > "$demo/mysql.patch" <<'PATCH'
 /etc/one/oned.conf ins DB/NAME "\"opennebula\""
 /etc/one/oned.conf set PORT 2633
 /etc/one/oned.conf set LISTEN_ADDRESS "\"127.0.0.1\""
+/etc/one/oned.conf set VM_MAD/"kvm"/ARGUMENTS "\"-t 15 -r 0 kvm -p -c\""
+/etc/one/oneflow-server.conf set :port 2475
+/var/lib/one/remotes/etc/vmm/kvm/kvmrc set SHUTDOWN_TIMEOUT 300
 PATCH
-echo; echo "Patch file:"; cat "$demo/mysql.patch"
+cat "$demo/site.patch"
+step onecfg patch --prefix "$tree" --verbose "$demo/site.patch"
 
-step onecfg patch --prefix "$tree" --noop --verbose "$demo/mysql.patch"
-step onecfg patch --prefix "$tree" --verbose "$demo/mysql.patch"
-echo; echo "oned.conf now differs from stock like this:"
-diff -u "$stock/etc/one/oned.conf" "$tree/etc/one/oned.conf" 2>/dev/null | head -40
+say "Re-applying: as the original, changes already in place are 'not applied' (exit 1) ..."
+step onecfg patch --prefix "$tree" "$demo/site.patch"
+say "... unless --converge, for bootstraps that apply the same patch at every start"
+step onecfg patch --prefix "$tree" --converge "$demo/site.patch"
 
-echo; echo "A broken patch line changes nothing and says why:"
+say "A broken patch line changes nothing and says why"
 printf '/etc/one/oned.conf set PORT {oops\n' > "$demo/bad.patch"
 step onecfg patch --prefix "$tree" "$demo/bad.patch"
 
-echo; echo "Re-applying: the values are already there, nothing to do:"
-step onecfg patch --prefix "$tree" --json "$demo/mysql.patch"
+say "The customizations, against the stock files of 6.8.0"
+step onecfg diff --prefix "$tree" --format line
 
+say "OpenNebula is now 7.0.0: what would an upgrade do?"
+export ONECFG_ONE_VERSION=7.0.0
+step onecfg status
+step onecfg upgrade --prefix "$tree" --noop
+step onecfg upgrade --prefix "$tree"
+step onecfg status
+echo; grep -n -E '^PORT|^LISTEN_ADDRESS|BACKEND|"-t 15 -r 0 kvm' "$tree/etc/one/oned.conf"
 step onecfg validate --prefix "$tree"
 echo; echo "Demo files left in $demo"
