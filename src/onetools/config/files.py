@@ -66,7 +66,8 @@ def glob_to_regex(pattern: str) -> str:
     return "^" + "".join(out) + "$"
 
 
-TABLE: tuple[FileClass, ...] = (
+TABLE: tuple[FileClass, ...] = (  # reference §2.1, in its order (first match wins)
+    # fmt: off
     FileClass("/etc/one/vcenter_driver.default", "Simple", "root", "oneadmin", 0o640),
     FileClass("/etc/one/ec2_driver.default", "Simple", "root", "oneadmin", 0o640),
     FileClass("/etc/one/az_driver.default", "Simple", "root", "oneadmin", 0o640),
@@ -284,6 +285,7 @@ TABLE: tuple[FileClass, ...] = (
     ),
     FileClass("/etc/one/**/**", None),
     FileClass("/var/lib/one/remotes/etc/**/**", None),
+    # fmt: on
 )
 
 
