@@ -66,8 +66,9 @@ def glob_to_regex(pattern: str) -> str:
     return "^" + "".join(out) + "$"
 
 
-TABLE: tuple[FileClass, ...] = (  # reference §2.1, in its order (first match wins)
-    # fmt: off
+# The table of reference §2.1, in its order (first match wins); one entry per line.
+# fmt: off
+TABLE: tuple[FileClass, ...] = (
     FileClass("/etc/one/vcenter_driver.default", "Simple", "root", "oneadmin", 0o640),
     FileClass("/etc/one/ec2_driver.default", "Simple", "root", "oneadmin", 0o640),
     FileClass("/etc/one/az_driver.default", "Simple", "root", "oneadmin", 0o640),
@@ -285,8 +286,8 @@ TABLE: tuple[FileClass, ...] = (  # reference §2.1, in its order (first match w
     ),
     FileClass("/etc/one/**/**", None),
     FileClass("/var/lib/one/remotes/etc/**/**", None),
-    # fmt: on
 )
+# fmt: on
 
 
 @dataclass
