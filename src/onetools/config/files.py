@@ -84,17 +84,11 @@ TABLE: tuple[FileClass, ...] = (
     FileClass("/etc/one/ec2query_templates/*.erb", "Simple", "root", "oneadmin", 0o640),
     FileClass("/etc/one/econe.conf", "Yaml", "root", "oneadmin", 0o640),
     FileClass("/etc/one/fireedge-server.conf", "Yaml", "root", "oneadmin", 0o640),
-    FileClass(
-        "/etc/one/fireedge/provision/provision-server.conf", "Yaml", "root", "oneadmin", 0o640
-    ),
+    FileClass("/etc/one/fireedge/provision/provision-server.conf", "Yaml", "root", "oneadmin", 0o640),
     FileClass("/etc/one/fireedge/provision/providers.d/*.yaml", "Yaml", "root", "oneadmin", 0o640),
-    FileClass(
-        "/etc/one/fireedge/provision/providers.d-extra/*.yaml", "Yaml", "root", "oneadmin", 0o640
-    ),
+    FileClass("/etc/one/fireedge/provision/providers.d-extra/*.yaml", "Yaml", "root", "oneadmin", 0o640),
     FileClass("/etc/one/fireedge/sunstone/sunstone-server.conf", "Yaml", "root", "oneadmin", 0o640),
-    FileClass(
-        "/etc/one/fireedge/sunstone/profiles/base.template", "Yaml", "root", "oneadmin", 0o640
-    ),
+    FileClass("/etc/one/fireedge/sunstone/profiles/base.template", "Yaml", "root", "oneadmin", 0o640),
     FileClass("/etc/one/fireedge/sunstone/*/*.yaml", "Yaml", "root", "oneadmin", 0o640),
     FileClass("/etc/one/fireedge/sunstone/*/*/*.yaml", "Yaml", "root", "oneadmin", 0o640),
     FileClass("/etc/one/fireedge/sunstone/*.yaml", "Yaml", "root", "oneadmin", 0o640),
@@ -122,168 +116,37 @@ TABLE: tuple[FileClass, ...] = (
     FileClass("/etc/one/prometheus/rules.yml", "Yaml", "root", "oneadmin", 0o640),
     FileClass("/etc/one/oneform-server.conf", "Yaml", "root", "oneadmin", 0o640),
     FileClass("/etc/one/oneks-server.conf", "Yaml", "root", "oneadmin", 0o640),
-    FileClass(
-        "/var/lib/one/remotes/etc/datastore/datastore.conf",
-        "Augeas::Shell",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/datastore/ceph/ceph.conf",
-        "Augeas::Shell",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/datastore/fs/fs.conf",
-        "Augeas::Shell",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/kvm-probes.d/pci.conf", "Yaml", "oneadmin", "oneadmin", 0o640
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/kvm-probes.d/probe_db.conf",
-        "Yaml",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/kvm-probes.d/guestagent.conf",
-        "Yaml",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/kvm-probes.d/forecast.conf",
-        "Yaml",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/qemu-probes.d/pci.conf", "Yaml", "oneadmin", "oneadmin", 0o640
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/qemu-probes.d/forecast.conf",
-        "Yaml",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/qemu-probes.d/probe_db.conf",
-        "Yaml",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/lxc-probes.d/probe_db.conf",
-        "Yaml",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/lxc-probes.d/forecast.conf",
-        "Yaml",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/lxc-probes.d/pci.conf", "Yaml", "oneadmin", "oneadmin", 0o640
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/lxd-probes.d/pci.conf", "Yaml", "oneadmin", "oneadmin", 0o640
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/lxd-probes.d/probe_db.conf",
-        "Yaml",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/im/firecracker-probes.d/probe_db.conf",
-        "Yaml",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/market/http/http.conf",
-        "Augeas::Shell",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
+    FileClass("/var/lib/one/remotes/etc/datastore/datastore.conf", "Augeas::Shell", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/datastore/ceph/ceph.conf", "Augeas::Shell", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/datastore/fs/fs.conf", "Augeas::Shell", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/kvm-probes.d/pci.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/kvm-probes.d/probe_db.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/kvm-probes.d/guestagent.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/kvm-probes.d/forecast.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/qemu-probes.d/pci.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/qemu-probes.d/forecast.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/qemu-probes.d/probe_db.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/lxc-probes.d/probe_db.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/lxc-probes.d/forecast.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/lxc-probes.d/pci.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/lxd-probes.d/pci.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/lxd-probes.d/probe_db.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/im/firecracker-probes.d/probe_db.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/market/http/http.conf", "Augeas::Shell", "oneadmin", "oneadmin", 0o640),
     FileClass("/var/lib/one/remotes/etc/onegate-proxy.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
-    FileClass(
-        "/var/lib/one/remotes/etc/tm/fs_lvm/fs_lvm.conf",
-        "Augeas::Shell",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/tm/ssh/sshrc", "Augeas::Shell", "oneadmin", "oneadmin", 0o640
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/vmm/kvm/kvmrc", "Augeas::Shell", "oneadmin", "oneadmin", 0o640
-    ),
+    FileClass("/var/lib/one/remotes/etc/tm/fs_lvm/fs_lvm.conf", "Augeas::Shell", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/tm/ssh/sshrc", "Augeas::Shell", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/vmm/kvm/kvmrc", "Augeas::Shell", "oneadmin", "oneadmin", 0o640),
     FileClass("/var/lib/one/remotes/etc/vmm/lxc/lxcrc", "Yaml", "oneadmin", "oneadmin", 0o640),
-    FileClass(
-        "/var/lib/one/remotes/etc/vmm/lxc/profiles/*", "Simple", "oneadmin", "oneadmin", 0o640
-    ),
+    FileClass("/var/lib/one/remotes/etc/vmm/lxc/profiles/*", "Simple", "oneadmin", "oneadmin", 0o640),
     FileClass("/var/lib/one/remotes/etc/vmm/lxd/lxdrc", "Yaml", "oneadmin", "oneadmin", 0o640),
-    FileClass(
-        "/var/lib/one/remotes/etc/vmm/firecracker/firecrackerrc",
-        "Yaml",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/vmm/vcenter/vcenterrc", "Yaml", "oneadmin", "oneadmin", 0o640
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/vnm/OpenNebulaNetwork.conf", "Yaml", "oneadmin", "oneadmin", 0o640
-    ),
-    FileClass(
-        "/var/lib/one/remotes/etc/onebex/onebex-server.conf", "Yaml", "root", "oneadmin", 0o640
-    ),
-    FileClass(
-        "/var/lib/one/remotes/datastore/ceph/ceph.conf",
-        "Augeas::Shell",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-        old=True,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/vmm/kvm/kvmrc",
-        "Augeas::Shell",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-        old=True,
-    ),
-    FileClass(
-        "/var/lib/one/remotes/vnm/OpenNebulaNetwork.conf",
-        "Yaml",
-        "oneadmin",
-        "oneadmin",
-        0o640,
-        old=True,
-    ),
+    FileClass("/var/lib/one/remotes/etc/vmm/firecracker/firecrackerrc", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/vmm/vcenter/vcenterrc", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/vnm/OpenNebulaNetwork.conf", "Yaml", "oneadmin", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/etc/onebex/onebex-server.conf", "Yaml", "root", "oneadmin", 0o640),
+    FileClass("/var/lib/one/remotes/datastore/ceph/ceph.conf", "Augeas::Shell", "oneadmin", "oneadmin", 0o640, old=True),
+    FileClass("/var/lib/one/remotes/vmm/kvm/kvmrc", "Augeas::Shell", "oneadmin", "oneadmin", 0o640, old=True),
+    FileClass("/var/lib/one/remotes/vnm/OpenNebulaNetwork.conf", "Yaml", "oneadmin", "oneadmin", 0o640, old=True),
     FileClass("/etc/one/**/**", None),
     FileClass("/var/lib/one/remotes/etc/**/**", None),
 )
