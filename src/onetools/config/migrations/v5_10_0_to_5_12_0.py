@@ -65,8 +65,8 @@ def _values(tree: Tree, key: str) -> list[str]:
 
 def _peek(ctx: StepContext, path: str) -> OneDocument | None:
     """The current document of ``path``, parsed for reading only.  ``ctx.document`` would put
-    it in the sandbox's document cache, which later steps take as "changed" (see the step
-    report); only a file this step changes goes through ``ctx.apply``."""
+    it in the sandbox's document cache, which later steps take as "changed" (no refresh of a
+    pristine file); only a file this step changes goes through ``ctx.apply``."""
     text = ctx.sandbox.read(path)
     return None if text is None else OneDocument.parse(text, path)
 

@@ -120,7 +120,7 @@ def _rank(ctx: StepContext, user: Tree, stock: Tree) -> list[str]:
             for inner in stock_section:
                 if inner not in user_section:
                     ops.append(ChangeOp("rm", [key], inner))
-                    moved.append(f"{SCHED} {key}/{inner} (removed) removed from {RANK}")
+                    moved.append(f"{key}/{inner} removed from {RANK}, as it was from {SCHED}")
             continue
         top = _values(user, key)
         if not top or _same(top, _values(stock, key) or []):
