@@ -63,9 +63,10 @@ class Sandbox:
             raise FatalError(f"File '{path}' is not UTF-8 text") from None
 
     def is_text(self, path: str, text: str | None) -> bool:
-        """Whether ``path`` currently holds exactly ``text`` (without rendering a document)."""
-        if text is None or path in self._docs:
+        """Whether ``path`` currently holds exactly ``text``."""
+        if text is None:
             return False
+        # A cached document renders its original text for free while unchanged.
         return self.read(path) == text
 
     def document(self, path: str, format_name: str | None = None) -> ConfigDocument | None:

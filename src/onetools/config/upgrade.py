@@ -19,7 +19,7 @@ from onetools.config.formats import format_class
 from onetools.config.formats.base import ConfigDocument
 from onetools.config.lineformat import render_op
 from onetools.config.migrations import StepContext, load_program
-from onetools.config.ops import PATCH_MODES, ChangeOp, PatchResult
+from onetools.config.ops import PATCH_MODES, ChangeOp
 from onetools.config.sandbox import FileMeta, Sandbox, find_symlinks
 from onetools.config.settings import Settings, load_settings
 from onetools.config.transaction import FileWrite, NewDir, commit, make_backup, tree_lock
@@ -309,13 +309,13 @@ def _run_step(
         elif entry.action is None:
             _refresh_pristine(step, path, entry, sandbox)
     if program is not None and hasattr(program, "up"):
-
-        def hook(path: str, op: ChangeOp, result: PatchResult) -> None:
-            del op, result  # programmatic moves are reported through ctx.note
-
-        context = StepContext(sandbox, step, before, get_logger("upgrade.step"), apply_hook=hook)
+        context = StepContext(sandbox, step, before, get_logger("upgrade.step"))
         program.up(context)
         outcome.notes.extend(f"{step}: {note}" for note in context.notes)
+        for changed in sorted(context.changed):
+            described = descriptor.entries.get(changed)
+            if described is not None and described.action != "delete":
+                _take_stock_if_similar(step, changed, described, sandbox)
 
 
 def _modes_for(
@@ -353,11 +353,17 @@ def _apply_entry(
     document = sandbox.document(path, entry.format_name)
     assert document is not None
     _patch_document(step, path, entry, document, options, outcome)
-    if stock is not None:
-        stock_document = format_class(entry.format_name).parse(stock, path)
-        if not document.diff(stock_document):
-            # Nothing of the user's is left: take the stock text (comments, layout) as is.
-            sandbox.write(path, stock)
+    _take_stock_if_similar(step, path, entry, sandbox)
+
+
+def _take_stock_if_similar(step: Step, path: str, entry: DescriptorEntry, sandbox: Sandbox) -> None:
+    """When nothing of the user's is left in a file, give it the stock text (comments, layout)."""
+    stock = _stock_text(step, entry)
+    document = sandbox.document(path, entry.format_name)
+    if stock is None or document is None:
+        return
+    if not document.diff(format_class(entry.format_name).parse(stock, path)):
+        sandbox.write(path, stock)
 
 
 def _refresh_pristine(step: Step, path: str, entry: DescriptorEntry, sandbox: Sandbox) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -51,7 +51,7 @@ class StepContext:
     before: dict[str, str | None]
     log: logging.Logger
     notes: list[str] = field(default_factory=list)
-    apply_hook: Callable[[str, ChangeOp, PatchResult], None] | None = None
+    changed: set[str] = field(default_factory=set)
 
     def exists(self, path: str) -> bool:
         return self.sandbox.exists(path)
@@ -74,9 +74,8 @@ class StepContext:
             raise FileNotFoundError(path)
         op_list = list(ops)
         results = document.patch(op_list, {"replace"})
-        for op, result in zip(op_list, results, strict=True):
-            if self.apply_hook is not None:
-                self.apply_hook(path, op, result)
+        if any(result.applied for result in results):
+            self.changed.add(path)
         return results
 
     def mkdir(
