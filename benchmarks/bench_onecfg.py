@@ -16,6 +16,7 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,25 +44,30 @@ def onecfg() -> list[str]:
 
 def measure(
     command: list[str], runs: int, prepare: Callable[[], None] | None = None
-) -> tuple[float, float, int]:
-    """(median wall seconds, max wall seconds, peak RSS in KiB) over ``runs`` fresh processes."""
+) -> tuple[float, float, int | None]:
+    """(median wall seconds, max wall seconds, peak RSS in KiB) over ``runs`` fresh processes.
+
+    Peak RSS comes from GNU time (``/usr/bin/time``, Debian package ``time``) when present:
+    wait4's ru_maxrss of a child this process spawns would count this process's own memory.
+    """
     walls: list[float] = []
-    peak = 0
+    peak: int | None = None
+    gnu_time = shutil.which("time", path="/usr/bin")
     for _ in range(runs):
         if prepare is not None:
             prepare()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        actions = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
-        start = time.perf_counter()
-        # posix_spawn, not fork: a forked child would count this process's memory in its RSS.
-        pid = os.posix_spawn(command[0], command, os.environ, file_actions=actions)
-        _, status, usage = os.wait4(pid, 0)
-        os.close(devnull)
-        walls.append(time.perf_counter() - start)
-        peak = max(peak, usage.ru_maxrss)
-        code = os.waitstatus_to_exitcode(status)
-        if code not in (0, 1):
-            sys.exit(f"command failed with exit {code}: {' '.join(command)}")
+        with tempfile.NamedTemporaryFile("r") as report:
+            wrapped = [gnu_time, "-f", "%M", "-o", report.name, *command] if gnu_time else command
+            start = time.perf_counter()
+            completed = subprocess.run(
+                wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False
+            )
+            walls.append(time.perf_counter() - start)
+            if completed.returncode not in (0, 1):
+                sys.exit(f"command failed with exit {completed.returncode}: {' '.join(command)}")
+            if gnu_time:
+                kib = int(report.read().split()[-1])
+                peak = kib if peak is None else max(peak, kib)
     return statistics.median(walls), max(walls), peak
 
 
@@ -134,9 +140,10 @@ def main() -> None:
     for label, command, target, prepare in rows:
         median, worst, rss = measure(command, args.runs, prepare)
         verdict = "ok" if median <= target else "OVER TARGET"
+        memory = f"{rss / 1024:6.1f} MiB" if rss is not None else "   n/a   "
         print(
             f"{label:<32} median {median * 1000:7.1f} ms  max {worst * 1000:7.1f} ms  "
-            f"peak RSS {rss / 1024:6.1f} MiB  target {target * 1000:.0f} ms  {verdict}"
+            f"peak RSS {memory}  target {target * 1000:.0f} ms  {verdict}"
         )
     shutil.rmtree(work)
 

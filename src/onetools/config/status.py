@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onetools.config.settings import Settings, load_settings
-from onetools.config.transaction import write_atomic
 from onetools.config.versions import (
     Step,
     Version,
@@ -147,6 +146,8 @@ def init(force: bool = False, to: str | None = None, one_version: str | None = N
     directory = os.path.dirname(fresh.path)
     if directory and not os.path.isdir(directory):
         raise FatalError(f"Settings directory '{directory}' does not exist")
+    from onetools.config.transaction import write_atomic  # not needed by status: keep it fast
+
     try:
         write_atomic(fresh.path, fresh.to_text().encode())
     except OSError as exc:
