@@ -1,0 +1,1 @@
+"""onedb's library: the OpenNebula database (versions, upgrades, backups, fsck, purges)."""
