@@ -36,9 +36,17 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=32)
 
 
-def make_parser(prog: str, description: str, version: str) -> tuple[ToolParser, Any]:
-    """The top-level parser of a tool and its subcommand registry."""
-    parser = ToolParser(prog=prog, description=description, formatter_class=_HelpFormatter)
+def make_parser(
+    prog: str,
+    description: str,
+    version: str,
+    parents: Sequence[argparse.ArgumentParser] = (),
+) -> tuple[ToolParser, Any]:
+    """The top-level parser of a tool and its subcommand registry; ``parents`` add options
+    accepted before the subcommand too (their defaults should be ``argparse.SUPPRESS``)."""
+    parser = ToolParser(
+        prog=prog, description=description, formatter_class=_HelpFormatter, parents=list(parents)
+    )
     parser.add_argument("-V", "--version", action="version", version=f"{prog} {version}")
     subparsers = parser.add_subparsers(dest="command", metavar="<command>", parser_class=ToolParser)
     return parser, subparsers
@@ -63,11 +71,14 @@ def add_command(
     return parser
 
 
-def common_parent() -> argparse.ArgumentParser:
+def common_parent(
+    verbose_flags: Sequence[str] = ("-v", "-d", "--verbose"),
+) -> argparse.ArgumentParser:
+    """``-v``/``--verbose`` (and ``-d`` where the tool has no other use for it) and ``--debug``."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("logging")
     group.add_argument(
-        "-v", "-d", "--verbose", action="store_true", help="show informational messages"
+        *verbose_flags, dest="verbose", action="store_true", help="show informational messages"
     )
     group.add_argument("--debug", action="store_true", help="show debug messages and tracebacks")
     return parent
