@@ -56,7 +56,7 @@ def test_lock_file_blocks(quiet_env: Path) -> None:
     lock = quiet_env / "one/var/lock/.lock"
     lock.parent.mkdir(parents=True)
     lock.write_text("")
-    with pytest.raises(OnedRunning, match="First stop OpenNebula. Lock file found"):
+    with pytest.raises(OnedRunning, match=r"First stop OpenNebula\. Lock file found"):
         guard.ensure_oned_stopped()
 
 
@@ -82,10 +82,12 @@ def test_endpoint_from_file(quiet_env: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_only_one_onedb_per_database(tmp_path: Path) -> None:
     settings = ConnectionSettings("sqlite", sqlite_file=str(tmp_path / "one.db"))
     first, second = SQLiteBackend(settings, create=True), SQLiteBackend(settings)
-    with guard.exclusive(first):
-        with pytest.raises(DatabaseError, match="Another onedb is working on"):
-            with guard.exclusive(second):
-                pass
+    with (
+        guard.exclusive(first),
+        pytest.raises(DatabaseError, match="Another onedb is working on"),
+        guard.exclusive(second),
+    ):
+        pass
     with guard.exclusive(second):
         pass
     first.close()
