@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["db_servers"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ONETOOLS_SHARED_DATA", REPO.parent / "shared" / "data"))
 STOCK_ETC = SHARED_DATA / "opennebula-etc"
