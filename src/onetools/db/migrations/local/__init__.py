@@ -1,0 +1,1 @@
+"""Steps of the local chain (every table that is not federated)."""
