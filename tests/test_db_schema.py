@@ -136,3 +136,36 @@ def test_bootstrap_refuses_existing_database(tmp_path: Path) -> None:
         bootstrap(backend, "6.0.0")
         with pytest.raises(DatabaseError, match="already has OpenNebula tables"):
             bootstrap(backend, "6.0.0")
+
+
+def test_bootstrap_every_engine(any_backend_settings: ConnectionSettings) -> None:
+    version = "6.8.0"  # the newest version all three engines had
+    with open_backend(any_backend_settings) as backend:
+        bootstrap(backend, version, now=1_700_000_000)
+        schema = SCHEMAS[version]
+        assert backend.tables() == sorted(schema.table_names)
+        for table in schema.tables:
+            assert tuple(backend.columns(table.name)) == table.column_names
+        expected = ["ftidx", "state_oid_idx"] if backend.kind == "mysql" else ["state_oid_idx"]
+        assert list_indexes(backend, "vm_pool") == expected
+        assert backend.query("SELECT oid, version FROM db_versioning") == [(0, version)]
+        assert bool(backend.scalar("SELECT is_slave FROM local_db_versioning")) is False
+        assert int(backend.scalar("SELECT fed_index FROM logdb")) in (
+            18446744073709551615,
+            18446744073709551616,  # SQLite's REAL rounds up, as with oned
+        )
+        assert backend.scalar("SELECT name FROM user_pool WHERE oid = 0") == "oneadmin"
+
+
+def test_bootstrap_latest_mysql_and_refusal_on_postgresql(
+    any_backend_settings: ConnectionSettings,
+) -> None:
+    with open_backend(any_backend_settings) as backend:
+        if backend.kind == "postgresql":
+            with pytest.raises(DatabaseError, match="does not support PostgreSQL"):
+                bootstrap(backend, LATEST)
+            assert backend.tables() == []
+            return
+        bootstrap(backend, LATEST)
+        assert backend.columns("vm_pool")[-1] == "body_json"
+        assert list_indexes(backend, "vm_pool") == ["state_oid_idx"]

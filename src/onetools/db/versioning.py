@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from onetools.db.backends.base import Backend
 from onetools.db.errors import DatabaseError, NotBootstrapped
@@ -57,6 +57,22 @@ class VersionRow:
     def time_text(self, fmt: str = HISTORY_TIME_FORMAT) -> str:
         return time.strftime(fmt, time.localtime(self.timestamp))
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "oid": self.oid,
+            "version": self.version,
+            "timestamp": self.timestamp,
+            "time": self.time_text(),
+            "comment": self.comment,
+            "is_slave": self.is_slave,
+        }
+
+    def render(self) -> str:
+        """This row as ``onedb history`` prints it (a block ending with a blank line)."""
+        return (
+            f"Version:   {self.version}\nTimestamp: {self.time_text()}\nComment:   {self.comment}\n"
+        )
+
 
 @dataclass(frozen=True)
 class DbVersions:
@@ -83,8 +99,30 @@ class VersionStatus:
     pending_local: list[MigrationStep] = field(default_factory=list)
 
     @property
+    def exit_code(self) -> int:
+        return self.code
+
+    @property
     def shared(self) -> str | None:
         return self.versions.shared.version if self.versions else None
+
+    def render(self, verbose: bool = False) -> str:
+        """The text of ``onedb version`` (``-v``: timestamps, comments, pending steps)."""
+        return version_text(self, verbose)
+
+    def to_dict(self) -> dict[str, Any]:
+        versions = self.versions
+        return {
+            "code": self.code,
+            "message": self.message,
+            "shared": versions.shared.to_dict() if versions else None,
+            "local": versions.local.to_dict() if versions else None,
+            "is_slave": versions.is_slave if versions else None,
+            "required_shared": self.required_shared,
+            "required_local": self.required_local,
+            "pending_shared": [step.label for step in self.pending_shared],
+            "pending_local": [step.label for step in self.pending_local],
+        }
 
     @property
     def local(self) -> str | None:
@@ -151,7 +189,7 @@ def compare(versions: DbVersions, required: str = LATEST) -> int:
     return VERSION_CURRENT
 
 
-def check_version(backend: Backend, *, with_pending: bool = False) -> VersionStatus:
+def check_version(backend: Backend, *, with_pending: bool = True) -> VersionStatus:
     """Compare the database's versions with ``LATEST``; the result carries the exit code.
 
     With ``with_pending`` the steps an upgrade would run are listed too.
@@ -227,11 +265,7 @@ def history(backend: Backend, table: str = SHARED_TABLE) -> list[VersionRow]:
 
 def history_text(rows: list[VersionRow]) -> str:
     """``onedb history``'s text: version, timestamp (with the year), comment, blank line."""
-    blocks = [
-        f"Version:   {row.version}\nTimestamp: {row.time_text()}\nComment:   {row.comment}\n"
-        for row in rows
-    ]
-    return "\n".join(blocks)
+    return "\n".join(row.render() for row in rows)
 
 
 def migrated_comment(source: str, target: str) -> str:
