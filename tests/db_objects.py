@@ -26,7 +26,13 @@ GROUPS: dict[int, str] = {0: "oneadmin", 1: "users", 100: "devs"}
 
 
 def create_schema(backend: Backend, version: str = "6.10.0") -> None:
-    """Create the empty tables of ``version`` as ``oned -i`` does (no default objects)."""
+    """Create the empty tables of ``version`` as ``oned -i`` does (no default objects).
+
+    PostgreSQL only exists up to 6.8.0: there the 6.8.0 schema stands in for 6.10.0 (same
+    tables except ``vm_pool.search_token`` instead of ``body_json``).
+    """
+    if backend.kind == "postgresql" and version == "6.10.0":
+        version = "6.8.0"
     bootstrap(backend, version, default_objects=False, now=NOW)
 
 
@@ -357,7 +363,11 @@ def add_vm(
         f"<BACKUPS><BACKUP_CONFIG/><BACKUP_IDS/></BACKUPS></VM>"
     )
     row = _std(oid, name, body, uid, gid)
-    row.update(state=state, lcm_state=lcm_state, short_body="<VM/>", body_json="{}")
+    row.update(state=state, lcm_state=lcm_state, short_body="<VM/>")
+    if "body_json" in backend.columns("vm_pool"):
+        row["body_json"] = "{}"
+    else:
+        row["search_token"] = name
     _ins(backend, "vm_pool", row)
     for seq, (record, h) in enumerate(zip(records, history, strict=True)):
         vm_copy = body.replace(f"<HISTORY_RECORDS>{last}</HISTORY_RECORDS>", "<HISTORY_RECORDS/>")
@@ -527,14 +537,18 @@ def dump(backend: Backend) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
+def _key(table: str) -> str:
+    return table.replace("_quotas", "_oid") if table.endswith("_quotas") else "oid"
+
+
 def body_of(backend: Backend, table: str, oid: int) -> str:
-    value = backend.scalar(f"SELECT body FROM {table} WHERE oid = ?", (oid,))
+    value = backend.scalar(f"SELECT body FROM {table} WHERE {_key(table)} = ?", (oid,))
     assert value is not None, f"{table} {oid} missing"
     return str(value)
 
 
 def set_body(backend: Backend, table: str, oid: int, body: str) -> None:
-    backend.execute(f"UPDATE {table} SET body = ? WHERE oid = ?", (body, oid))
+    backend.execute(f"UPDATE {table} SET body = ? WHERE {_key(table)} = ?", (body, oid))
 
 
 def replace_in_body(backend: Backend, table: str, oid: int, old: str, new: str) -> None:
@@ -542,3 +556,7 @@ def replace_in_body(backend: Backend, table: str, oid: int, old: str, new: str) 
     body = body_of(backend, table, oid)
     assert body.count(old) == 1, f"{old!r} found {body.count(old)} times in {table} {oid}"
     set_body(backend, table, oid, body.replace(old, new))
+
+
+#: ``ALLOCATED`` owner of a lease on hold (VM type, id 0xFFFFFFFF).
+HOLD_LEASE_MAGIC = VM_MAGIC | 0xFFFFFFFF
