@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+
 from db_objects import (
     HOLD_LEASE_MAGIC,
     VM_MAGIC,
@@ -16,7 +17,6 @@ from db_objects import (
     dump,
     replace_in_body,
 )
-
 from onetools.db.backends import open_backend
 from onetools.db.backends.base import Backend, ConnectionSettings
 from onetools.db.fsck import FsckReport, fsck
@@ -307,8 +307,11 @@ def test_app_in_missing_marketplace_is_unrepaired(world: Backend) -> None:
 
 
 def test_vm_using_missing_image_is_unrepaired(world: Backend) -> None:
-    replace_in_body(world, "vm_pool", 3, "<MEMORY>", "<DISK><IMAGE_ID>42</IMAGE_ID><SIZE>1</SIZE>"
-                    "<CLONE>YES</CLONE><CLONE_TARGET>SYSTEM</CLONE_TARGET></DISK><MEMORY>")  # fmt: skip
+    new_disk = (
+        "<DISK><IMAGE_ID>42</IMAGE_ID><SIZE>1</SIZE><CLONE>YES</CLONE>"
+        "<CLONE_TARGET>SYSTEM</CLONE_TARGET></DISK><MEMORY>"
+    )
+    replace_in_body(world, "vm_pool", 3, "<MEMORY>", new_disk)
     _report, lines = run(world, dry=True)
     assert "[UNREPAIRED] vm 3: uses image 42, which does not exist" in lines
 
