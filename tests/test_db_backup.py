@@ -292,11 +292,12 @@ def test_sqlite2mysql(
         populate(target, big=False)
         target.execute("DELETE FROM vm_pool")
         target.execute("INSERT INTO pool VALUES (99999, 'stale', 'x', 0, 0)")
-        calls: list[tuple[str, int]] = []
-        counts = sqlite_to_mysql(source, target, progress=lambda t, n: calls.append((t, n)))
+        calls: list[tuple[str, int, int]] = []
+        counts = sqlite_to_mysql(source, target, progress=lambda *call: calls.append(call))
         assert counts["pool"] == len(TRICKY) + 1 + 1200
         assert counts["vm_pool"] == 1 and counts["logdb"] == 4
-        assert [t for t, _ in calls] == source.tables()
+        assert [(t, d) for t, d, _ in calls if d == 0] == [(t, 0) for t in source.tables()]
+        assert ("pool", 1000, 1211) in calls and ("pool", 1211, 1211) in calls
         assert target.scalar("SELECT fed_index FROM logdb WHERE log_index = 9") == MAX_FED_INDEX
         source.execute("DELETE FROM logdb WHERE log_index = 9")
         target.execute("DELETE FROM logdb WHERE log_index = 9")

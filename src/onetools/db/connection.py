@@ -42,9 +42,13 @@ def var_location() -> str:
     return os.path.join(location, "var") if location else "/var/lib/one"
 
 
-def default_sqlite_file() -> str:
+def default_sqlite_path() -> str:
+    """The SQLite database oned uses by default."""
     location = os.environ.get("ONE_LOCATION")
     return os.path.join(location, "var", "one.db") if location else "/var/lib/one/one.db"
+
+
+default_sqlite_file = default_sqlite_path
 
 
 def oned_conf_path() -> str:
@@ -136,7 +140,7 @@ def resolve_settings(
 
     if backend == "sqlite":
         return ConnectionSettings(
-            backend="sqlite", sqlite_file=sqlite or default_sqlite_file(), encoding=encoding
+            backend="sqlite", sqlite_file=sqlite or default_sqlite_path(), encoding=encoding
         )
 
     name = ENGINE_NAMES[backend]

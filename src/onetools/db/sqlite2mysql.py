@@ -18,6 +18,7 @@ from onetools.db.errors import DatabaseError
 
 MAX_FED_INDEX = 2**64 - 1
 VERSION_TABLES = ("db_versioning", "local_db_versioning")
+PROGRESS_EVERY = 1000
 
 
 def _version(backend: Backend, table: str, label: str) -> str:
@@ -41,24 +42,29 @@ def _clamp(value: Any) -> Any:
     return MAX_FED_INDEX if number >= MAX_FED_INDEX else number
 
 
-def _rows(source: Iterator[Row], clamp_at: int | None) -> Iterator[Sequence[Any]]:
-    for row in source:
+def _rows(
+    source: Iterator[Row], clamp_at: int | None, report: Callable[[int], None]
+) -> Iterator[Sequence[Any]]:
+    for done, row in enumerate(source, 1):
         if clamp_at is None:
             yield row
         else:
             values = list(row)
             values[clamp_at] = _clamp(values[clamp_at])
             yield values
+        if done % PROGRESS_EVERY == 0:
+            report(done)
 
 
 def sqlite_to_mysql(
     sqlite_backend: Backend,
     mysql_backend: Backend,
-    progress: Callable[[str, int], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, int]:
     """Copy every table of ``sqlite_backend`` into ``mysql_backend``; rows copied per table.
 
-    ``progress(table, records)`` is called before each table is copied.
+    ``progress(table, rows done, rows in total)`` is called when a table starts, every
+    ``PROGRESS_EVERY`` rows and when it is done.
     """
     if sqlite_backend.kind != "sqlite" or mysql_backend.kind != "mysql":
         raise DatabaseError("sqlite2mysql copies a SQLite database into a MySQL one")
@@ -91,8 +97,12 @@ def sqlite_to_mysql(
             expected = int(
                 sqlite_backend.scalar(f"SELECT COUNT(*) FROM {sqlite_backend.quote(table)}")
             )
-            if progress:
-                progress(table, expected)
+
+            def report(done: int, table: str = table, total: int = expected) -> None:
+                if progress is not None:
+                    progress(table, done, total)
+
+            report(0)
             target = mysql_backend.quote(table)
             mysql_backend.execute(f"DELETE FROM {target}")
             source_list = ", ".join(sqlite_backend.quote(c) for c in columns)
@@ -108,6 +118,7 @@ def sqlite_to_mysql(
                         f"SELECT {source_list} FROM {sqlite_backend.quote(table)}"
                     ),
                     clamp_at,
+                    report,
                 ),
             )
             copied = int(mysql_backend.scalar(f"SELECT COUNT(*) FROM {target}"))
@@ -117,4 +128,5 @@ def sqlite_to_mysql(
                     "copy; nothing was changed"
                 )
             counts[table] = copied
+            report(copied)
     return counts
