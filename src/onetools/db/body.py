@@ -325,6 +325,19 @@ def _values(root: Element, xpath: str) -> list[str]:
     return out
 
 
+def _has_value(root: Element, xpath: str) -> bool:
+    """Whether ``xpath`` selects something non-empty (text, or an element with children)."""
+    result = _compile(xpath)(root)
+    items = result if isinstance(result, list) else [result]
+    for item in items:
+        if isinstance(item, etree._Element):
+            if (item.text or "").strip() or len(item):
+                return True
+        elif item is not None and item is not False and str(item).strip():
+            return True
+    return False
+
+
 def _nodes(root: Element, xpath: str) -> list[Element]:
     result = _compile(xpath)(root)
     if not isinstance(result, list):
@@ -362,8 +375,8 @@ def change_body(
 ) -> list[tuple[int, str | None, str | None]]:
     """Set, delete or append the node at ``xpath`` in the bodies of the selected objects.
 
-    Selection (first that applies): ``oid``; ``filter_xpath`` (objects where it has a
-    non-empty value); ``expr`` (``XPATH<op>VALUE``); otherwise every object, DONE VMs
+    Selection (first that applies): ``oid``; ``filter_xpath`` (objects where it selects a
+    non-empty text or an element with children); ``expr`` (``XPATH<op>VALUE``); otherwise every object, DONE VMs
     included.  For each object, every node matching ``xpath`` gets ``value`` as text, or is
     removed with ``delete``; with ``append`` a child named after the upper-cased last path
     step holding ``value`` is added under each node matching the parent path.  Objects where
@@ -389,7 +402,7 @@ def change_body(
         if oid is not None:
             return True
         if filter_xpath is not None:
-            return any(v.strip() for v in _values(root, filter_xpath))
+            return _has_value(root, filter_xpath)
         if expression is not None:
             return expression.matches(root)
         return True
