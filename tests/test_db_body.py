@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from db_objects import body_of, consistent_world, create_schema, dump
 
+from db_objects import body_of, consistent_world, create_schema, dump
 from onetools.db.backends import open_backend
 from onetools.db.backends.base import Backend, ConnectionSettings
 from onetools.db.body import change_body, object_table, show_body, update_body

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from db_objects import NOW, add_vm, body_of, consistent_world, create_schema, dump
 
+from db_objects import NOW, add_vm, body_of, consistent_world, create_schema, dump
 from onetools.db.backends import open_backend
 from onetools.db.backends.base import Backend, ConnectionSettings
 from onetools.db.errors import DatabaseError

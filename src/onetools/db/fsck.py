@@ -147,7 +147,7 @@ class FsckReport:
 
 
 def fsck(
-    backend: Backend, dry: bool = False, log: Callable[[str], None] | None = None
+    backend: Backend, dry: bool = False, log: Callable[[str], object] | None = None
 ) -> FsckReport:
     """Check the database and fix what can be fixed (nothing is written when ``dry``).
 
@@ -294,7 +294,7 @@ class _Writer:
 
 
 class _Fsck:
-    def __init__(self, backend: Backend, dry: bool, log: Callable[[str], None] | None) -> None:
+    def __init__(self, backend: Backend, dry: bool, log: Callable[[str], object] | None) -> None:
         self.backend = backend
         self.dry = dry
         self.log = log
