@@ -378,9 +378,10 @@ def change_body(
     Selection (first that applies): ``oid``; ``filter_xpath`` (objects where it selects a
     non-empty text or an element with children); ``expr`` (``XPATH<op>VALUE``); otherwise
     every object, DONE VMs included.  For each object, every node matching ``xpath`` gets
-    ``value`` as text, or is removed with ``delete``; with ``append`` a child named after the upper-cased last path
-    step holding ``value`` is added under each node matching the parent path.  Objects where
-    nothing matches are left alone.  Derived columns follow the body (module docstring).
+    ``value`` as text, or is removed with ``delete``; with ``append`` a child named after
+    the upper-cased last path step holding ``value`` is added under each node matching the
+    parent path.  Objects where nothing matches are left alone.  Derived columns follow the
+    body (module docstring).
 
     Returns one ``(oid, old, new)`` per changed object: the first matched node's old text
     (None when appending or nothing was there) and the new text (None when deleting).  With
