@@ -1,5 +1,7 @@
 """``onedb upgrade``: take the database from its versions to ``LATEST`` through the steps.
 
+PostgreSQL databases go to 6.8.0, the last release whose oned ran on PostgreSQL.
+
 The shared chain runs first (skipped on federation slaves, whose shared tables come from
 the master), then the local chain; each chain that ran appends one versioning row.
 
@@ -27,7 +29,7 @@ from onetools.db.migrations import (
     no_progress,
     pending_steps,
 )
-from onetools.db.schema import LATEST
+from onetools.db.schema import latest_for
 from onetools.db.versioning import (
     LOCAL_TABLE,
     SHARED_TABLE,
@@ -107,30 +109,33 @@ class UpgradeResult:
         return "\n".join(lines) + "\n"
 
 
-def _chains(versions: DbVersions) -> dict[str, list[MigrationStep]]:
+def _chains(versions: DbVersions, target: str) -> dict[str, list[MigrationStep]]:
+    shared = versions.shared.version
     return {
-        "shared": [] if versions.is_slave else pending_steps("shared", versions.shared.version),
-        "local": pending_steps("local", versions.local.version),
+        "shared": [] if versions.is_slave else pending_steps("shared", shared, target),
+        "local": pending_steps("local", versions.local.version, target),
     }
 
 
 def plan(backend: Backend) -> list[MigrationStep]:
     """The steps an upgrade would run, shared chain first, then local."""
-    chains = _chains(read_versions(backend))
+    chains = _chains(read_versions(backend), latest_for(backend.kind))
     return chains["shared"] + chains["local"]
 
 
-def _check_reachable(versions: DbVersions, chains: dict[str, list[MigrationStep]]) -> None:
-    """Refuse before touching anything when a chain cannot reach ``LATEST``."""
+def _check_reachable(
+    versions: DbVersions, chains: dict[str, list[MigrationStep]], target: str
+) -> None:
+    """Refuse before touching anything when a chain cannot reach ``target``."""
     starts = {"shared": versions.shared.version, "local": versions.local.version}
     for chain, steps in chains.items():
         if chain == "shared" and versions.is_slave:
             continue
         reached = steps[-1].target if steps else starts[chain]
-        if reached != LATEST:
+        if reached != target:
             raise DatabaseError(
                 f"Cannot upgrade the {chain} tables from version {starts[chain]}: "
-                f"there are migration steps from 5.10.0 to {LATEST} only"
+                f"there are migration steps from 5.10.0 to {target} only"
             )
 
 
@@ -145,28 +150,30 @@ def upgrade(
     progress: Progress | None = None,
     log: Log | None = None,
 ) -> UpgradeResult:
-    """Upgrade the database to ``LATEST``; see the module docstring for the guarantees.
+    """Upgrade the database to the newest version its engine supports (see the module
+    docstring for the guarantees).
 
     Raises ``NotBootstrapped`` for an empty database, ``DatabaseError`` when it is newer than
-    ``LATEST`` or no chain of steps leads from its version, and ``MigrationError`` (after
+    that version or no chain of steps leads from its version, and ``MigrationError`` (after
     the rollback or restore) when a step fails.
     """
     say: Log = log or _ignore
     report: Progress = progress or no_progress
     started = time.monotonic()
     versions = read_versions(backend)
-    if compare(versions) == VERSION_NEWER:
+    target = latest_for(backend.kind)
+    if compare(versions, target) == VERSION_NEWER:
         raise DatabaseError(
             f"Database version (shared {versions.shared.version}, local "
-            f"{versions.local.version}) is newer than this onedb supports ({LATEST})"
+            f"{versions.local.version}) is newer than this onedb supports ({target})"
         )
-    chains = _chains(versions)
+    chains = _chains(versions, target)
     result = UpgradeResult(versions, versions.shared.version, versions.local.version, dry=dry)
     if not chains["shared"] and not chains["local"]:
-        _check_reachable(versions, chains)
+        _check_reachable(versions, chains, target)
         say("Database schema is up to date.")
         return result
-    _check_reachable(versions, chains)
+    _check_reachable(versions, chains, target)
     say(
         f"Version read: shared {versions.shared.version} : {versions.shared.comment}; "
         f"local {versions.local.version} : {versions.local.comment}"
@@ -181,6 +188,7 @@ def upgrade(
         result.backup_path = _backup(backend, settings, backup_path, force)
         say(f"Database backed up in {result.backup_path}")
 
+    tables_before = backend.tables()
     try:
         if backend.transactional_ddl:
             with backend.transaction():
@@ -191,7 +199,7 @@ def upgrade(
         if backend.transactional_ddl:
             say("The upgrade failed; every change was rolled back")
             raise
-        _restore_after_failure(settings, result.backup_path, exc, say)
+        _restore_after_failure(backend, settings, result.backup_path, tables_before, exc, say)
         raise
     result.seconds = time.monotonic() - started
     say(f"Total time: {result.seconds:.2f}s")
@@ -250,9 +258,18 @@ def _backup(backend: Backend, settings: ConnectionSettings, path: str | None, fo
 
 
 def _restore_after_failure(
-    settings: ConnectionSettings, path: str | None, error: Exception, say: Log
+    backend: Backend,
+    settings: ConnectionSettings,
+    path: str | None,
+    tables_before: list[str],
+    error: Exception,
+    say: Log,
 ) -> None:
-    """MySQL: put the pre-upgrade dump back (DDL cannot be rolled back there)."""
+    """MySQL: put the pre-upgrade dump back (DDL cannot be rolled back there).
+
+    Tables the failed steps created (``old_T`` copies, new pools) are dropped first: the
+    dump only knows the tables that existed before.
+    """
     if path is None:
         say(
             "WARNING: the upgrade failed and no backup was made (--no-backup): "
@@ -262,6 +279,9 @@ def _restore_after_failure(
     backups = _backup_module()
     say(f"The upgrade failed; restoring the database from {path}")
     try:
+        for table in backend.tables():
+            if table not in tables_before:
+                backend.execute(f"DROP TABLE IF EXISTS {table}")
         backups.restore(settings, path, force=True)
     except Exception as restore_error:
         raise MigrationError(

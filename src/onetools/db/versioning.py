@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from onetools.db.backends.base import Backend
 from onetools.db.errors import DatabaseError, NotBootstrapped
-from onetools.db.schema import LATEST
+from onetools.db.schema import LATEST, latest_for
 
 if TYPE_CHECKING:
     from onetools.db.migrations import MigrationStep
@@ -143,8 +143,17 @@ def _current_row(backend: Backend, table: str) -> VersionRow | None:
     return _row(rows[0])
 
 
+def _flag(value: object) -> bool:
+    """A BOOLEAN as each engine returns it (0/1, '0'/'1', True/False)."""
+    if value is None:
+        return False
+    if isinstance(value, bool | int):
+        return bool(value)
+    return str(value).strip().lower() in ("1", "true", "t", "yes")
+
+
 def _row(row: tuple[object, ...]) -> VersionRow:
-    slave = bool(int(str(row[4]))) if len(row) > 4 and row[4] is not None else False
+    slave = _flag(row[4]) if len(row) > 4 else False
     return VersionRow(
         oid=int(str(row[0])),
         version=str(row[1]),
@@ -198,20 +207,21 @@ def check_version(backend: Backend, *, with_pending: bool = True) -> VersionStat
         versions = read_versions(backend)
     except NotBootstrapped as exc:
         return VersionStatus(VERSION_NOT_BOOTSTRAPPED, exc.message)
-    code = compare(versions)
+    required = latest_for(backend.kind)
+    code = compare(versions, required)
     messages = {
         VERSION_CURRENT: "Database schema is up to date.",
         VERSION_UPGRADE_NEEDED: "Update required. Expected DB version is:",
         VERSION_NEWER: "WARNING: Source version is lower than DB version",
     }
-    status = VersionStatus(code, messages[code], versions)
+    status = VersionStatus(code, messages[code], versions, required, required)
     if with_pending and code == VERSION_UPGRADE_NEEDED:
         from onetools.db.migrations import pending_steps
 
         status.pending_shared = (
-            [] if versions.is_slave else pending_steps("shared", versions.shared.version)
+            [] if versions.is_slave else pending_steps("shared", versions.shared.version, required)
         )
-        status.pending_local = pending_steps("local", versions.local.version)
+        status.pending_local = pending_steps("local", versions.local.version, required)
     return status
 
 

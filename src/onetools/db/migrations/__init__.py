@@ -48,7 +48,7 @@ _STEP_NAME = re.compile(r"^v(\d+)_(\d+)_(\d+)_to_(\d+)_(\d+)_(\d+)$")
 class Progress(Protocol):
     """Called as rows are processed: step name, rows done, rows in total."""
 
-    def __call__(self, step: str, done: int, total: int) -> None: ...
+    def __call__(self, step: str, done: int, total: int, /) -> None: ...
 
 
 def no_progress(step: str, done: int, total: int) -> None:
@@ -124,12 +124,13 @@ def discover(chain: str) -> list[MigrationStep]:
     return sorted(steps, key=lambda step: tuple(int(n) for n in step.source.split(".")))
 
 
-def pending_steps(chain: str, version: str) -> list[MigrationStep]:
-    """The steps that take ``chain`` from ``version`` as far as steps exist, in order."""
+def pending_steps(chain: str, version: str, target: str | None = None) -> list[MigrationStep]:
+    """The steps that take ``chain`` from ``version`` to ``target`` (default: as far as
+    steps exist), in order."""
     steps = discover(chain)
     result: list[MigrationStep] = []
     current = version
-    while True:
+    while current != target:
         matches = [step for step in steps if step.source == current]
         if not matches:
             return result
@@ -140,6 +141,7 @@ def pending_steps(chain: str, version: str) -> list[MigrationStep]:
             )
         result.append(matches[0])
         current = matches[0].target
+    return result
 
 
 # -- XML bodies ------------------------------------------------------------------------------

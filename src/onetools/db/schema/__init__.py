@@ -21,6 +21,7 @@ from onetools.db.schema.versions import (
     POSTGRESQL_VERSIONS,
     SCHEMAS,
     SUPPORTED_VERSIONS,
+    latest_for,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "create_index_sql",
     "create_table_sql",
     "drop_index",
+    "latest_for",
     "list_indexes",
     "rename_table",
     "schema_for",

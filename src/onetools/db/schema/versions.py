@@ -29,6 +29,16 @@ POSTGRESQL_VERSIONS: frozenset[str] = frozenset(
     {"5.12.0", "6.0.0", "6.2.0", "6.4.0", "6.6.0", "6.8.0"}
 )
 
+
+def latest_for(kind: str) -> str:
+    """The newest version an engine can hold: PostgreSQL stops at 6.8.0, the others ``LATEST``."""
+    return max(POSTGRESQL_VERSIONS, key=_key) if kind == "postgresql" else LATEST
+
+
+def _key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
 INT = "INTEGER"
 TEXT = "MEDIUMTEXT"
 NAME = "VARCHAR(128)"
