@@ -168,7 +168,7 @@ def test_no_backup_warns_once(tmp_path: Path) -> None:
     with open_backend(settings) as backend:
         bootstrap(backend, "6.6.0")
         logged: list[str] = []
-        upgrade(
+        result = upgrade(
             backend,
             settings,
             backup_path=None,
@@ -178,6 +178,7 @@ def test_no_backup_warns_once(tmp_path: Path) -> None:
             log=logged.append,
         )
         assert sum("WARNING" in line for line in logged) == 1
+        assert len(result.warnings) == 1 and result.to_dict()["warnings"] == result.warnings
         assert read_versions(backend).local.version == "6.10.0"
 
 

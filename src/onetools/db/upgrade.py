@@ -68,6 +68,8 @@ class UpgradeResult:
     backup_path: str | None = None
     dry: bool = False
     seconds: float = 0.0
+    #: Warnings also sent to ``log`` (e.g. ``--no-backup``), for callers that filter the log.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def up_to_date(self) -> bool:
@@ -81,6 +83,7 @@ class UpgradeResult:
             "is_slave": self.before.is_slave,
             "dry": self.dry,
             "backup": self.backup_path,
+            "warnings": self.warnings,
             "steps": [
                 {"step": timing.step.label, "seconds": round(timing.seconds, 3)}
                 for timing in self.steps
@@ -183,7 +186,9 @@ def upgrade(
         return result
 
     if no_backup:
-        say("WARNING: no backup of the database is made (--no-backup)")
+        warning = "WARNING: no backup of the database is made (--no-backup)"
+        result.warnings.append(warning)
+        say(warning)
     else:
         result.backup_path = _backup(backend, settings, backup_path, force)
         say(f"Database backed up in {result.backup_path}")

@@ -113,7 +113,7 @@ class VersionStatus:
     def to_dict(self) -> dict[str, Any]:
         versions = self.versions
         return {
-            "code": self.code,
+            "exit_code": self.code,
             "message": self.message,
             "shared": versions.shared.to_dict() if versions else None,
             "local": versions.local.to_dict() if versions else None,
