@@ -134,6 +134,14 @@ def log_line(level: str, message: str) -> None:
     sys.stderr.write(f"{level:<5} : {message}\n")
 
 
+def _log_message(message: str, verbose: bool) -> None:
+    """Library messages: warnings always (WARN), the rest with --verbose (INFO)."""
+    if message.startswith("WARNING: "):
+        log_line("WARN", message[len("WARNING: ") :])
+    elif verbose:
+        log_line("INFO", message)
+
+
 class Progress:
     """A one-line progress bar on stderr when it is a terminal; silent otherwise."""
 
@@ -200,7 +208,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
             force=args.force,
             dry=args.dry,
             progress=Progress(),
-            log=lambda message: log_line("INFO", message) if args.verbose else None,
+            log=lambda message: _log_message(message, args.verbose),
         )
     if args.output:
         emit(result.to_dict(), args.output)
