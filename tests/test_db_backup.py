@@ -254,6 +254,8 @@ def test_sql_literal() -> None:
     assert sql_literal(b"\x00\xff", "sqlite") == "X'00ff'"
     assert sql_literal(b"\x00\xff", "postgresql") == "decode('00ff', 'hex')"
     assert sql_literal("a\0b", "sqlite") == "CAST(X'610062' AS TEXT)"
+    assert sql_literal("a\r\n", "mysql") == "_utf8mb4 X'610d0a'"
+    assert sql_literal("a\\\r'", "postgresql") == "E'a\\\\\\r'''"
 
 
 def test_default_backup_names(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -331,3 +333,42 @@ def test_sqlite2mysql_count_mismatch_rolls_back(
         with pytest.raises(DatabaseError, match="pool_control: 2 rows in SQLite but 1"):
             sqlite_to_mysql(source, target)
         assert target.scalar("SELECT name FROM vm_pool") == "before"
+
+
+@pytest.mark.parametrize("engine", ["mysql", "postgresql"])
+def test_dump_loads_with_engine_clients(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The dumps are plain SQL the engines' own clients (mariadb, psql) load identically."""
+    import shutil
+    import subprocess
+
+    server = request.getfixturevalue(f"{engine}_server")
+    source, target = server.new_database(), server.new_database()
+    dump = tmp_path / "dump.sql"
+    with open_backend(source) as db:
+        populate(db)
+        backup(db, str(dump))
+        expected = contents(db)
+    if engine == "mysql":
+        client = shutil.which("mariadb") or shutil.which("mysql")
+        command = [f"-h{target.server}", f"-P{target.port}", f"-u{target.user}", target.db_name]
+        env = {"MYSQL_PWD": target.password}
+    else:
+        client = shutil.which("psql") or "/usr/bin/psql"
+        command = [f"--host={target.server}", f"--port={target.port}", f"--username={target.user}"]
+        command += [f"--dbname={target.db_name}", "--set=ON_ERROR_STOP=1", "-q", "-o/dev/null"]
+        env = {"PGPASSWORD": target.password}
+    assert client, f"no {engine} command-line client"
+    with dump.open() as stdin:
+        result = subprocess.run(
+            [client, *command],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        )
+    assert result.returncode == 0, result.stderr
+    with open_backend(target) as db:
+        assert contents(db) == expected

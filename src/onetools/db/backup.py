@@ -105,7 +105,11 @@ def sql_literal(value: Any, kind: str) -> str:
     if isinstance(value, _dt.datetime | _dt.date | _dt.time | _dt.timedelta):
         value = str(value)
     text = str(value)
-    if "\0" in text and kind != "postgresql":
+    if "\r" in text or "\0" in text:
+        # Command-line clients turn CR LF into LF: spell such strings without a raw CR.
+        if kind == "postgresql":  # (PostgreSQL text cannot hold NUL)
+            escaped = text.replace("\\", "\\\\").replace("'", "''").replace("\r", "\\r")
+            return "E'" + escaped + "'"
         data = text.encode("utf-8").hex()
         return f"CAST(X'{data}' AS TEXT)" if kind == "sqlite" else f"_utf8mb4 X'{data}'"
     return "'" + text.replace("'", "''") + "'"
