@@ -32,7 +32,8 @@ def test_any_line_into_any_format(class_name: str, parts: list[str]) -> None:
     try:
         parse_lines(text, {"/etc/one/x.conf": class_name}.get, "fuzz")
     except FileParseError as exc:
-        assert exc.line == 1 and exc.path == "fuzz"
+        # Generated text may hold newlines, so the failing line is not always the first.
+        assert exc.path == "fuzz" and exc.line is not None and exc.line >= 1
 
 
 @settings(max_examples=300, deadline=None)
