@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import sys
 from pathlib import Path
@@ -150,7 +149,7 @@ def test_quote(any_backend_settings: ConnectionSettings) -> None:
 
 
 def test_mysql_wrong_password(mysql_settings: ConnectionSettings) -> None:
-    bad = dataclasses.replace(mysql_settings, password="wrong")
+    bad = mysql_settings.replace(password="wrong")
     with pytest.raises(DatabaseError) as info:
         open_backend(bad)
     assert info.value.message.startswith(f"Access denied for user '{bad.user}'")
@@ -158,7 +157,7 @@ def test_mysql_wrong_password(mysql_settings: ConnectionSettings) -> None:
 
 
 def test_mysql_unknown_database(mysql_settings: ConnectionSettings, mysql_server: object) -> None:
-    bad = dataclasses.replace(mysql_settings, db_name="missing_db")
+    bad = mysql_settings.replace(db_name="missing_db")
     with pytest.raises(DatabaseError, match="missing_db") as info:
         open_backend(bad)
     assert "\n" not in info.value.message
@@ -189,14 +188,14 @@ def test_mysql_needs_user_and_dbname() -> None:
 
 
 def test_postgresql_wrong_password(postgresql_settings: ConnectionSettings) -> None:
-    bad = dataclasses.replace(postgresql_settings, password="wrong")
+    bad = postgresql_settings.replace(password="wrong")
     with pytest.raises(DatabaseError, match="password authentication failed") as info:
         open_backend(bad)
     assert "\n" not in info.value.message
 
 
 def test_postgresql_unknown_database(postgresql_settings: ConnectionSettings) -> None:
-    bad = dataclasses.replace(postgresql_settings, db_name="missing_db")
+    bad = postgresql_settings.replace(db_name="missing_db")
     with pytest.raises(DatabaseError, match=r"missing_db.*does not exist"):
         open_backend(bad)
 
@@ -241,7 +240,7 @@ def test_mysql_charset_detection(mysql_server: object, mysql_settings: Connectio
     with pytest.raises(DatabaseError, match=r"Table and database charset \(latin1, utf8mb4\)"):
         open_backend(mysql_settings)
     # an explicit --encoding skips the check
-    explicit = dataclasses.replace(mysql_settings, encoding="latin1")
+    explicit = mysql_settings.replace(encoding="latin1")
     with open_backend(explicit) as db:
         assert getattr(db, "charset") == "latin1"  # noqa: B009
         db.execute("ALTER TABLE system_attributes CONVERT TO CHARACTER SET utf8mb4")

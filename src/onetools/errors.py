@@ -6,7 +6,9 @@ The table of exit codes lives here and nowhere else: the CLI layer maps any ``On
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing costs ~20 ms of start-up: annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 # Exit codes shared by every tool (the originals use ``exit(-1)``, which the shell sees as 255).
 EXIT_OK = 0

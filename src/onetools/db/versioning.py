@@ -9,14 +9,15 @@ oned keeps two histories: ``db_versioning`` for the shared (federated) tables an
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from onetools.db.backends.base import Backend
 from onetools.db.errors import DatabaseError, NotBootstrapped
-from onetools.db.schema import LATEST, latest_for
+from onetools.db.support import LATEST, latest_for
 
+TYPE_CHECKING = False  # no typing/dataclasses at run time: `onedb version` starts fast
 if TYPE_CHECKING:
+    from typing import Any
+
     from onetools.db.migrations import MigrationStep
 
 SHARED_TABLE = "db_versioning"
@@ -44,15 +45,30 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-@dataclass(frozen=True)
 class VersionRow:
     """One row of a versioning table."""
 
-    oid: int
-    version: str
-    timestamp: int
-    comment: str
-    is_slave: bool = False
+    __slots__ = ("comment", "is_slave", "oid", "timestamp", "version")
+
+    def __init__(
+        self, oid: int, version: str, timestamp: int, comment: str, is_slave: bool = False
+    ) -> None:
+        self.oid = oid
+        self.version = version
+        self.timestamp = timestamp
+        self.comment = comment
+        self.is_slave = is_slave
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VersionRow) and all(
+            getattr(self, name) == getattr(other, name) for name in self.__slots__
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.oid, self.version, self.timestamp, self.comment, self.is_slave))
+
+    def __repr__(self) -> str:
+        return f"VersionRow({self.oid}, {self.version!r}, {self.timestamp}, {self.comment!r})"
 
     def time_text(self, fmt: str = HISTORY_TIME_FORMAT) -> str:
         return time.strftime(fmt, time.localtime(self.timestamp))
@@ -74,29 +90,52 @@ class VersionRow:
         )
 
 
-@dataclass(frozen=True)
 class DbVersions:
     """The current (max-oid) rows of both versioning tables."""
 
-    shared: VersionRow
-    local: VersionRow
+    __slots__ = ("local", "shared")
+
+    def __init__(self, shared: VersionRow, local: VersionRow) -> None:
+        self.shared = shared
+        self.local = local
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DbVersions) and (self.shared, self.local) == (
+            other.shared,
+            other.local,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.shared, self.local))
+
+    def __repr__(self) -> str:
+        return f"DbVersions(shared={self.shared!r}, local={self.local!r})"
 
     @property
     def is_slave(self) -> bool:
         return self.local.is_slave
 
 
-@dataclass
 class VersionStatus:
     """The outcome of ``check_version``: exit code, versions and what would run."""
 
-    code: int
-    message: str
-    versions: DbVersions | None = None
-    required_shared: str = LATEST
-    required_local: str = LATEST
-    pending_shared: list[MigrationStep] = field(default_factory=list)
-    pending_local: list[MigrationStep] = field(default_factory=list)
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        versions: DbVersions | None = None,
+        required_shared: str = LATEST,
+        required_local: str = LATEST,
+        pending_shared: list[MigrationStep] | None = None,
+        pending_local: list[MigrationStep] | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.versions = versions
+        self.required_shared = required_shared
+        self.required_local = required_local
+        self.pending_shared: list[MigrationStep] = pending_shared or []
+        self.pending_local: list[MigrationStep] = pending_local or []
 
     @property
     def exit_code(self) -> int:

@@ -10,24 +10,70 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-Row = tuple[Any, ...]
+TYPE_CHECKING = False  # no typing/dataclasses at run time: `onedb version` starts fast
+if TYPE_CHECKING:
+    from typing import Any
+
+if TYPE_CHECKING:
+    Row = tuple[Any, ...]
+else:
+    Row = tuple
 
 
-@dataclass
 class ConnectionSettings:
     """Where the database is: resolved from options, environment and oned.conf."""
 
-    backend: str  # sqlite | mysql | postgresql
-    sqlite_file: str | None = None
-    server: str = "localhost"
-    port: int = 0  # 0: the engine's default
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    db_name: str | None = None
-    encoding: str | None = None
+    __slots__ = (
+        "backend",
+        "db_name",
+        "encoding",
+        "password",
+        "port",
+        "server",
+        "sqlite_file",
+        "user",
+    )
+
+    def __init__(
+        self,
+        backend: str,  # sqlite | mysql | postgresql
+        sqlite_file: str | None = None,
+        server: str = "localhost",
+        port: int = 0,  # 0: the engine's default
+        user: str | None = None,
+        password: str | None = None,
+        db_name: str | None = None,
+        encoding: str | None = None,
+    ) -> None:
+        self.backend = backend
+        self.sqlite_file = sqlite_file
+        self.server = server
+        self.port = port
+        self.user = user
+        self.password = password
+        self.db_name = db_name
+        self.encoding = encoding
+
+    def replace(self, **changes: Any) -> ConnectionSettings:
+        """A copy with some fields changed."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return ConnectionSettings(**values)
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ConnectionSettings) and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:  # the password is never shown
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name != "password"
+        )
+        return f"ConnectionSettings({shown})"
 
     def describe(self) -> str:
         if self.backend == "sqlite":

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 from onetools.db.backends.base import Backend, ConnectionSettings, Row
 from onetools.db.errors import DatabaseError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class SQLiteBackend(Backend):

@@ -12,32 +12,12 @@ from __future__ import annotations
 
 from onetools.db.schema.model import LOCAL, SHARED, Column, Index, Schema, Table
 
-SUPPORTED_VERSIONS: tuple[str, ...] = (
-    "5.10.0",
-    "5.12.0",
-    "6.0.0",
-    "6.2.0",
-    "6.4.0",
-    "6.6.0",
-    "6.8.0",
-    "6.10.0",
-)
-LATEST = "6.10.0"
-
-#: Releases whose oned could run on PostgreSQL (added in 5.12, removed in 6.10).
-POSTGRESQL_VERSIONS: frozenset[str] = frozenset(
-    {"5.12.0", "6.0.0", "6.2.0", "6.4.0", "6.6.0", "6.8.0"}
-)
-
-
-def latest_for(kind: str) -> str:
-    """The newest version an engine can hold: PostgreSQL stops at 6.8.0, the others ``LATEST``."""
-    return max(POSTGRESQL_VERSIONS, key=_key) if kind == "postgresql" else LATEST
-
-
-def _key(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
-
+# The version lists live in onetools.db.support (imported by `onedb version` without this
+# module); re-exported here for the schema package's users.
+from onetools.db.support import LATEST as LATEST
+from onetools.db.support import POSTGRESQL_VERSIONS as POSTGRESQL_VERSIONS
+from onetools.db.support import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
+from onetools.db.support import latest_for as latest_for
 
 INT = "INTEGER"
 TEXT = "MEDIUMTEXT"
