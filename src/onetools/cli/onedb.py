@@ -176,7 +176,8 @@ def cmd_version(args: argparse.Namespace) -> int:
     from onetools.db.versioning import check_version
 
     with opened(args) as backend:
-        status = check_version(backend)
+        # The pending steps (which load the migrations) only when they are shown.
+        status = check_version(backend, with_pending=bool(args.verbose or args.output))
     if args.output:
         emit(status.to_dict(), args.output)
     else:
