@@ -630,32 +630,50 @@ class _Fsck:
                         f"DELETE FROM {table} WHERE cid = ? AND oid = ?", extra
                     )
 
+    def check_parent(
+        self,
+        kind: str,
+        oid: int,
+        root: etree._Element,
+        parent_kind: str,
+        names: dict[int, str],
+        writer: _Writer,
+    ) -> int | None:
+        """The id of the object's parent (``<PARENT>_ID``), fixing a wrong ``<PARENT>`` name;
+        ``None`` (reported, not repairable here) when the parent does not exist."""
+        tag = {"datastore": "DATASTORE", "marketplace": "MARKETPLACE"}[parent_kind]
+        parent = int_of(root, f"{tag}_ID")
+        if parent not in names:
+            table = {"image": "image_pool", "marketplaceapp": "marketplaceapp_pool"}[kind]
+            noun = "image" if kind == "image" else "app"
+            self.problem(
+                kind,
+                oid,
+                f"{parent_kind} {parent} does not exist (delete the {noun}: DELETE FROM {table} "
+                f"WHERE oid={oid})",
+                False,
+            )
+            return None
+        if text_of(root, tag) != names[parent]:
+            self.problem(
+                kind,
+                oid,
+                f"{parent_kind} name '{text_of(root, tag)}' should be '{names[parent]}', fixed",
+            )
+            set_text(root, tag, names[parent])
+            writer.add(oid, root)
+        return parent
+
     # -- 9. images and datastores -------------------------------------------------------------
     def check_images_datastores(self) -> None:
         writer = _Writer(self, "image_pool")
         with self.fixing():
             for iid, root, _row in self.bodies("image_pool"):
                 self.images.add(iid)
-                ds = int_of(root, "DATASTORE_ID")
-                if ds not in self.datastores:
-                    self.problem(
-                        "image",
-                        iid,
-                        f"datastore {ds} does not exist (delete the image: DELETE FROM image_pool "
-                        f"WHERE oid={iid})",
-                        False,
-                    )
-                else:
-                    self.ds_images[ds].append(iid)
-                    if text_of(root, "DATASTORE") != self.datastores[ds]:
-                        self.problem(
-                            "image",
-                            iid,
-                            f"datastore name '{text_of(root, 'DATASTORE')}' should be "
-                            f"'{self.datastores[ds]}', fixed",
-                        )
-                        set_text(root, "DATASTORE", self.datastores[ds])
-                        writer.add(iid, root)
+                parent = self.check_parent("image", iid, root, "datastore", self.datastores, writer)
+                if parent is not None:
+                    self.ds_images[parent].append(iid)
+                ds = int_of(root, "DATASTORE_ID")  # usage counts even for a missing datastore
                 origin = int_of(root, "CLONING_ID")
                 if origin >= 0:
                     self.clones[origin].append(iid)
@@ -881,26 +899,11 @@ class _Fsck:
         writer = _Writer(self, "marketplaceapp_pool")
         with self.fixing():
             for aid, root, _row in self.bodies("marketplaceapp_pool"):
-                market = int_of(root, "MARKETPLACE_ID")
-                if market not in self.markets:
-                    self.problem(
-                        "marketplaceapp",
-                        aid,
-                        f"marketplace {market} does not exist (delete the app: DELETE FROM "
-                        f"marketplaceapp_pool WHERE oid={aid})",
-                        False,
-                    )
-                else:
+                market = self.check_parent(
+                    "marketplaceapp", aid, root, "marketplace", self.markets, writer
+                )
+                if market is not None:
                     self.market_apps[market].append(aid)
-                    if text_of(root, "MARKETPLACE") != self.markets[market]:
-                        self.problem(
-                            "marketplaceapp",
-                            aid,
-                            f"marketplace name '{text_of(root, 'MARKETPLACE')}' should be "
-                            f"'{self.markets[market]}', fixed",
-                        )
-                        set_text(root, "MARKETPLACE", self.markets[market])
-                        writer.add(aid, root)
                 origin = int_of(root, "ORIGIN_ID")
                 if int_of(root, "STATE") == 2 and origin >= 0:
                     self.app_clones[origin].append(aid)
