@@ -317,6 +317,7 @@ def main() -> None:
                 sys.path.insert(0, str(REPO / "tests"))
                 from db_servers import MariaDBServer
 
+                (work / "mariadb").mkdir()
                 server = MariaDBServer(work / "mariadb")
                 server.start()
                 make = lambda name, s=server: mariadb_database(s)  # noqa: E731
