@@ -179,3 +179,24 @@ def test_show_and_change_body(tmp_path: Path, quiet: dict[str, str]) -> None:
     assert "oneadmin" in onedb("show-body", "user", "--id", "0", "-s", str(db), env=quiet).out
     missing = onedb("show-body", "user", "--id", "99", "-s", str(db), env=quiet)
     assert missing.code == 255
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [("banana", "Unknown database version 'banana'"), ("5.8.0", "Unsupported database version")],
+)
+def test_unknown_version_rows(
+    tmp_path: Path, quiet: dict[str, str], version: str, message: str
+) -> None:
+    db = make_db(tmp_path / "one.db", "6.10.0")
+    connection = sqlite3.connect(db)
+    connection.execute("INSERT INTO db_versioning VALUES (1, ?, 0, 'odd')", (version,))
+    connection.commit()
+    connection.close()
+    before = dump(db)
+    for command in (["version"], ["upgrade", "--no-backup"]):
+        result = onedb(*command, "-s", str(db), env=quiet)
+        assert result.code == 255, (command, result.out, result.err)
+        assert len(result.err.strip().splitlines()) == 1
+        assert message in result.err or "Cannot upgrade" in result.err
+    assert dump(db) == before

@@ -74,7 +74,10 @@ def test_pre_versioning_database(tmp_path: Path) -> None:
         backend.execute("DELETE FROM local_db_versioning")
         versions = read_versions(backend)
         assert versions.shared.version == "2.0"
-        assert check_version(backend).code == 2
+        # No step starts from 2.0: a clear error (255) rather than "upgrade needed" (2)
+        # followed by an upgrade that cannot run.
+        with pytest.raises(DatabaseError, match="Unsupported database version 2.0"):
+            check_version(backend)
 
 
 def test_append_row_and_history(tmp_path: Path) -> None:

@@ -247,6 +247,7 @@ def check_version(backend: Backend, *, with_pending: bool = True) -> VersionStat
     except NotBootstrapped as exc:
         return VersionStatus(VERSION_NOT_BOOTSTRAPPED, exc.message)
     required = latest_for(backend.kind)
+    _check_known(versions, required)
     code = compare(versions, required)
     messages = {
         VERSION_CURRENT: "Database schema is up to date.",
@@ -262,6 +263,23 @@ def check_version(backend: Backend, *, with_pending: bool = True) -> VersionStat
         )
         status.pending_local = pending_steps("local", versions.local.version, required)
     return status
+
+
+def _check_known(versions: DbVersions, required: str) -> None:
+    """Refuse version rows onedb cannot reason about: not a dotted number, or older than the
+    newest version but not one the upgrade steps start from (e.g. 6.3.0, 5.8.0)."""
+    from onetools.db.support import SUPPORTED_VERSIONS, version_key
+
+    for table, row in (("db_versioning", versions.shared), ("local_db_versioning", versions.local)):
+        text = row.version.strip()
+        parts = text.split(".")
+        if not text or not all(part.isdigit() for part in parts):
+            raise DatabaseError(f"Unknown database version '{row.version}' in {table}")
+        if version_key(text) < version_key(required) and text not in SUPPORTED_VERSIONS:
+            raise DatabaseError(
+                f"Unsupported database version {text} in {table} (onedb upgrades "
+                f"{SUPPORTED_VERSIONS[0]} and later)"
+            )
 
 
 def version_text(status: VersionStatus, verbose: bool = False) -> str:
