@@ -76,7 +76,7 @@ def test_pre_versioning_database(tmp_path: Path) -> None:
         assert versions.shared.version == "2.0"
         # No step starts from 2.0: a clear error (255) rather than "upgrade needed" (2)
         # followed by an upgrade that cannot run.
-        with pytest.raises(DatabaseError, match="Unsupported database version 2.0"):
+        with pytest.raises(DatabaseError, match=r"Unsupported database version 2\.0"):
             check_version(backend)
 
 
