@@ -8,6 +8,7 @@ import pytest
 
 from onetools.db.backends import open_backend
 from onetools.db.backends.base import Backend, ConnectionSettings
+from onetools.db.errors import DatabaseError
 from onetools.db.schema import LATEST, SUPPORTED_VERSIONS, bootstrap
 from onetools.db.versioning import (
     LOCAL_TABLE,
