@@ -485,7 +485,7 @@ def build_parser(argv: Sequence[str] | None = None) -> ToolParser:
     fsck.add_argument("-b", "--backup", metavar="FILE", help="where to write the backup")
     fsck.add_argument("-f", "--force", action="store_true", help="overwrite the backup file")
 
-    purge_connection = connection_parent(skip=("-s", "-d"))
+    purge_connection = connection_parent(skip=("-s",))
     history_purge = command(
         "purge-history",
         cmd_purge_history,
