@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := python3 python3-venv python3-dev build-essential pkg-config \
-                libaugeas-dev augeas-lenses mariadb-server postgresql
+                libaugeas-dev augeas-lenses mariadb-server postgresql \
+                default-libmysqlclient-dev time
 
 .PHONY: all demo test lint typecheck pytest system-deps venv install clean
 
