@@ -57,4 +57,38 @@ step onecfg upgrade --prefix "$tree"
 step onecfg status
 echo; grep -n -E '^PORT|^LISTEN_ADDRESS|BACKEND|"-t 15 -r 0 kvm' "$tree/etc/one/oned.conf"
 step onecfg validate --prefix "$tree"
+
+say "onedb: an OpenNebula 6.0.0 database (SQLite) with a few objects"
+export ONE_LOCATION="$demo/one" ONE_XMLRPC=http://127.0.0.1:9/RPC2   # no oned around
+db="$demo/one.db"
+python - "$db" <<'PY'
+import sys
+from onetools.db.backends.base import ConnectionSettings
+from onetools.db.backends.sqlite import SQLiteBackend
+from onetools.db.schema import bootstrap
+
+backend = SQLiteBackend(ConnectionSettings("sqlite", sqlite_file=sys.argv[1]), create=True)
+with backend.transaction():
+    bootstrap(backend, "6.0.0")
+    for oid in range(3):
+        body = (f"<VM><ID>{oid}</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME>"
+                f"<GNAME>oneadmin</GNAME><NAME>demo-{oid}</NAME><STATE>6</STATE>"
+                f"<LCM_STATE>0</LCM_STATE><STIME>1700000000</STIME><ETIME>1700000100</ETIME>"
+                f"<TEMPLATE><CPU>1</CPU><MEMORY>512</MEMORY></TEMPLATE><USER_TEMPLATE/>"
+                f"<HISTORY_RECORDS/></VM>")
+        backend.execute(
+            "INSERT INTO vm_pool (oid, name, body, uid, gid, state, lcm_state, owner_u, "
+            "group_u, other_u, short_body, search_token) VALUES (?, ?, ?, 0, 0, 6, 0, 1, 0, 0, "
+            "'<VM/>', ?)", (oid, f"demo-{oid}", body, f"demo-{oid}"))
+backend.close()
+print("database written:", sys.argv[1])
+PY
+step onedb version -s "$db"
+step onedb version -v --sqlite "$db"
+step onedb upgrade -s "$db" --backup "$demo/one-6.0.0.sql"
+step onedb version -s "$db"
+step onedb history -s "$db"
+step onedb fsck --dry -s "$db"
+step onedb purge-done --sqlite "$db"
+step onedb show-body user --id 0 -s "$db"
 echo; echo "Demo files left in $demo"
