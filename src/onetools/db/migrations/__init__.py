@@ -268,9 +268,10 @@ def rewrite_table(
         drop_index(backend, Index(name, table, ()))
     backend.execute(f"DROP TABLE IF EXISTS {old}")
     rename_table(backend, table, old)
+    # Named indexes are built after the copy (one bulk build, not an update per row).  MySQL's
+    # FULLTEXT stays in the CREATE: adding the first one afterwards makes InnoDB rebuild the
+    # whole table (tried: no faster on a 20k-VM MariaDB upgrade).
     backend.execute(create_table_sql(new, backend.kind))
-    for index in SCHEMAS[target_version].indexes_of(table):
-        backend.execute(create_index_sql(index))
 
     columns = new.column_names
     insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
@@ -301,6 +302,8 @@ def rewrite_table(
         backend.executemany(insert, pending)
         written += len(pending)
     progress(step, done, total)
+    for index in SCHEMAS[target_version].indexes_of(table):
+        backend.execute(create_index_sql(index))
     backend.execute(f"DROP TABLE {old}")
     return written
 
