@@ -279,33 +279,28 @@ def rewrite_table(
     done = written = 0
     pending: list[tuple[Any, ...]] = []
     progress(step, 0, total)
-    # One transaction for the copy: on MySQL (autocommit, DDL outside transactions) every
-    # batch would otherwise be a commit and an fsync; elsewhere it joins the upgrade's
-    # transaction.
-    with backend.transaction():
-        for row in iterate_rows(backend, old, keys, batch=batch):
-            try:
-                result = transform(row)
-            except MigrationError:
-                raise
-            except Exception as exc:  # any bad data: name the row
-                row_id = row[keys[0]] if len(keys) == 1 else tuple(row[key] for key in keys)
-                raise MigrationError(
-                    f"{type(exc).__name__}: {exc}", step=step, table=table, row_id=row_id
-                ) from exc
-            done += 1
-            if result is not None:
-                pending.append(tuple(result.get(column) for column in columns))
-            if len(pending) >= batch:
-                backend.executemany(insert, pending)
-                written += len(pending)
-                pending.clear()
-            if done % batch == 0:
-                progress(step, done, total)
-        if pending:
+    for row in iterate_rows(backend, old, keys, batch=batch):
+        try:
+            result = transform(row)
+        except MigrationError:
+            raise
+        except Exception as exc:  # any bad data: name the row
+            row_id = row[keys[0]] if len(keys) == 1 else tuple(row[key] for key in keys)
+            raise MigrationError(
+                f"{type(exc).__name__}: {exc}", step=step, table=table, row_id=row_id
+            ) from exc
+        done += 1
+        if result is not None:
+            pending.append(tuple(result.get(column) for column in columns))
+        if len(pending) >= batch:
             backend.executemany(insert, pending)
             written += len(pending)
-
+            pending.clear()
+        if done % batch == 0:
+            progress(step, done, total)
+    if pending:
+        backend.executemany(insert, pending)
+        written += len(pending)
     progress(step, done, total)
     for index in SCHEMAS[target_version].indexes_of(table):
         backend.execute(create_index_sql(index))
