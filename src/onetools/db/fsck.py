@@ -465,17 +465,8 @@ class _Fsck:
         writer = _Writer(self, "group_pool")
         with self.fixing():
             for gid, root, _row in self.bodies("group_pool"):
-                stored = _ids(root, "USERS/ID")
                 expected = sorted(set(self.group_users.get(gid, [])))
-                if sorted(set(stored)) != expected or len(stored) != len(expected):
-                    missing = sorted(set(expected) - set(stored))
-                    extra = sorted(set(stored) - set(expected))
-                    self.problem(
-                        "group",
-                        gid,
-                        f"USERS list wrong (missing {missing}, extra {extra}), rebuilt",
-                    )
-                    _set_ids(root, "USERS", expected)
+                if self.fix_id_list("group", gid, root, "USERS", expected, ordered=False):
                     writer.add(gid, root)
             writer.flush()
         self.group_users.clear()
@@ -585,17 +576,8 @@ class _Fsck:
                     ("DATASTORES", self.cluster_ds),
                     ("VNETS", self.cluster_vnets),
                 ):
-                    stored = _ids(root, f"{container}/ID")
                     expected = sorted(set(members.get(cid, [])))
-                    if stored != expected:
-                        missing = sorted(set(expected) - set(stored))
-                        extra = sorted(set(stored) - set(expected))
-                        self.problem(
-                            "cluster",
-                            cid,
-                            f"{container} list wrong (missing {missing}, extra {extra}), rebuilt",
-                        )
-                        _set_ids(root, container, expected)
+                    if self.fix_id_list("cluster", cid, root, container, expected):
                         changed = True
                 if changed:
                     writer.add(cid, root)
@@ -629,6 +611,31 @@ class _Fsck:
                     self.backend.executemany(
                         f"DELETE FROM {table} WHERE cid = ? AND oid = ?", extra
                     )
+
+    def fix_id_list(
+        self,
+        kind: str,
+        oid: int,
+        root: Element,
+        container: str,
+        expected: list[int],
+        ordered: bool = True,
+    ) -> bool:
+        """Make ``<container>/ID`` list ``expected``; report and rewrite it when it differs.
+
+        With ``ordered`` False only the set of ids (and duplicates) matters, not their order.
+        Returns whether the body changed.
+        """
+        stored = _ids(root, f"{container}/ID")
+        if (stored if ordered else sorted(stored)) == expected:
+            return False
+        missing = sorted(set(expected) - set(stored))
+        extra = sorted(set(stored) - set(expected))
+        self.problem(
+            kind, oid, f"{container} list wrong (missing {missing}, extra {extra}), rebuilt"
+        )
+        _set_ids(root, container, expected)
+        return True
 
     def check_parent(
         self,
@@ -689,17 +696,8 @@ class _Fsck:
         writer = _Writer(self, "datastore_pool")
         with self.fixing():
             for ds, root, _row in self.bodies("datastore_pool"):
-                stored = _ids(root, "IMAGES/ID")
                 expected = sorted(set(self.ds_images.get(ds, [])))
-                if stored != expected:
-                    missing = sorted(set(expected) - set(stored))
-                    extra = sorted(set(stored) - set(expected))
-                    self.problem(
-                        "datastore",
-                        ds,
-                        f"IMAGES list wrong (missing {missing}, extra {extra}), rebuilt",
-                    )
-                    _set_ids(root, "IMAGES", expected)
+                if self.fix_id_list("datastore", ds, root, "IMAGES", expected):
                     writer.add(ds, root)
             writer.flush()
         self.ds_images.clear()
@@ -862,14 +860,7 @@ class _Fsck:
                         )
                         set_text(root, path, str(value))
                         changed = True
-                stored_vms = _ids(root, "VMS/ID")
-                if stored_vms != vms:
-                    missing = sorted(set(vms) - set(stored_vms))
-                    extra = sorted(set(stored_vms) - set(vms))
-                    self.problem(
-                        "host", hid, f"VMS list wrong (missing {missing}, extra {extra}), rebuilt"
-                    )
-                    _set_ids(root, "VMS", vms)
+                if self.fix_id_list("host", hid, root, "VMS", vms):
                     changed = True
                 running = set(vms)
                 for pci in root.iterfind("HOST_SHARE/PCI_DEVICES/PCI"):
@@ -914,17 +905,8 @@ class _Fsck:
         with self.fixing():
             for mid, root, _row in self.bodies("marketplace_pool"):
                 changed = False
-                stored = _ids(root, "MARKETPLACEAPPS/ID")
                 expected = sorted(set(self.market_apps.get(mid, [])))
-                if stored != expected:
-                    missing = sorted(set(expected) - set(stored))
-                    extra = sorted(set(stored) - set(expected))
-                    self.problem(
-                        "marketplace",
-                        mid,
-                        f"MARKETPLACEAPPS list wrong (missing {missing}, extra {extra}), rebuilt",
-                    )
-                    _set_ids(root, "MARKETPLACEAPPS", expected)
+                if self.fix_id_list("marketplace", mid, root, "MARKETPLACEAPPS", expected):
                     changed = True
                 zone = text_of(root, "ZONE_ID")
                 if zone in ("", "-1"):
@@ -960,16 +942,7 @@ class _Fsck:
                     ("CLONES", clones),
                     ("APP_CLONES", app_clones),
                 ):
-                    stored_ids = _ids(root, f"{container}/ID")
-                    if stored_ids != expected:
-                        missing = sorted(set(expected) - set(stored_ids))
-                        extra = sorted(set(stored_ids) - set(expected))
-                        self.problem(
-                            "image",
-                            iid,
-                            f"{container} list wrong (missing {missing}, extra {extra}), rebuilt",
-                        )
-                        _set_ids(root, container, expected)
+                    if self.fix_id_list("image", iid, root, container, expected):
                         changed = True
                 state = int_of(root, "STATE")
                 new = _image_state(
