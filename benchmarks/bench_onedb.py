@@ -37,19 +37,24 @@ def onedb() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "onetools.cli.onedb"]
 
 
-def timed(command: list[str]) -> tuple[float, float | None, int]:
-    """(wall seconds, peak RSS MiB or None, exit code) of one run."""
+def timed(command: list[str], show: bool = False) -> tuple[float, float | None, int]:
+    """(wall seconds, peak RSS MiB or None, exit code) of one run; ``show`` passes its
+    output through."""
     gnu_time = shutil.which("time", path="/usr/bin")
     with tempfile.NamedTemporaryFile("r") as report:
         wrapped = [gnu_time, "-f", "%M", "-o", report.name, *command] if gnu_time else command
         start = time.perf_counter()
         completed = subprocess.run(
-            wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+            wrapped,
+            stdout=None if show else subprocess.DEVNULL,
+            stderr=None if show else subprocess.PIPE,
+            text=True,
+            check=False,
         )
         wall = time.perf_counter() - start
         rss = int(report.read().split()[-1]) / 1024 if gnu_time else None
     if completed.returncode not in (0, 1, 2):
-        print(f"  ! exit {completed.returncode}: {completed.stderr.strip()[-300:]}")
+        print(f"  ! exit {completed.returncode}: {(completed.stderr or '').strip()[-300:]}")
     return wall, rss, completed.returncode
 
 
@@ -301,6 +306,15 @@ def main() -> None:
     parser.add_argument("--vms", type=int, default=100_000)
     parser.add_argument("--done", type=int, default=200_000)
     parser.add_argument("--engines", default="sqlite,mariadb")
+    parser.add_argument(
+        "--mariadb-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="extra mariadbd option (repeatable); by default the server runs with MariaDB's "
+        "own defaults, as installed from Debian",
+    )
+    parser.add_argument("--steps", action="store_true", help="print the upgrade's step times")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="onedb-bench-"))
     env_backup = {"ONE_LOCATION": str(work / "one"), "ONE_XMLRPC": "http://127.0.0.1:9/RPC2"}
@@ -318,7 +332,7 @@ def main() -> None:
                 from db_servers import MariaDBServer
 
                 (work / "mariadb").mkdir()
-                server = MariaDBServer(work / "mariadb")
+                server = MariaDBServer(work / "mariadb", tuning=tuple(args.mariadb_option))
                 server.start()
                 make = lambda name, s=server: mariadb_database(s)  # noqa: E731
             else:
@@ -330,7 +344,8 @@ def main() -> None:
             print(f"[{engine}] generated in {time.perf_counter() - started:.1f} s")
             wall, rss, _ = timed([*tool, "version", *options])
             report(f"[{engine}] onedb version", wall, rss, 0.08, None)
-            wall, rss, _ = timed([*tool, "upgrade", "--no-backup", *options])
+            verbose = ["-v"] if args.steps else []
+            wall, rss, _ = timed([*tool, "upgrade", "--no-backup", *verbose, *options], args.steps)
             report(f"[{engine}] onedb upgrade 6.0.0 -> 6.10.0", wall, rss, 60, 300)
             wall, rss, _ = timed([*tool, "fsck", "--dry", *options])
             report(f"[{engine}] onedb fsck --dry", wall, rss, 60, 300)

@@ -18,7 +18,7 @@ from db_servers import sqlite_settings_for
 from onetools.db.backends import open_backend
 from onetools.db.backends.base import Backend, ConnectionSettings
 from onetools.db.errors import DatabaseError, NotBootstrapped
-from onetools.db.migrations import MigrationError
+from onetools.db.migrations import MigrationError, pending_steps
 from onetools.db.schema import SCHEMAS, bootstrap, latest_for, list_indexes
 from onetools.db.upgrade import plan, upgrade
 from onetools.db.versioning import check_version, history, read_versions
@@ -284,6 +284,122 @@ def test_failure_on_mysql_restores_backup(mysql_server: Any, tmp_path: Path) -> 
                 dry=False,
             )
     with open_backend(settings) as backend:
+        assert snapshot(backend) == before
+
+
+# -- fused rewrites ------------------------------------------------------------------------------
+
+VERSIONING = ("db_versioning", "local_db_versioning")
+
+
+def another_database(settings: ConnectionSettings, request: pytest.FixtureRequest) -> Any:
+    """Settings of a second, empty database on the same engine as ``settings``."""
+    if settings.backend == "sqlite":
+        return sqlite_settings_for(Path(str(settings.sqlite_file) + ".2"))
+    return request.getfixturevalue(f"{settings.backend}_server").new_database()
+
+
+def step_by_step(backend: Backend) -> None:
+    """Every pending step run alone on the plain backend: no rewrite waits or fuses."""
+    versions = read_versions(backend)
+    for chain, version in (("shared", versions.shared.version), ("local", versions.local.version)):
+        for step in pending_steps(chain, version, latest_for(backend.kind)):
+            with backend.transaction():
+                step.run(backend)
+
+
+def without_versioning(backend: Backend) -> dict[str, Any]:
+    return {k: v for k, v in snapshot(backend).items() if k not in VERSIONING}
+
+
+def populate_6_6(backend: Backend) -> None:
+    """VMs with scheduled actions and labels, and a backup image whose 6.10 step reads its
+    VM's body: that read must see the VM as the 6.8 step left it."""
+    for oid, state in ((1, 3), (2, 8), (3, 6)):
+        vm = vm_element(
+            oid,
+            state,
+            disks=(disk(0, image_id=3), disk(1, "SWAP"), disk(2, "FS")),
+            nics=(nic(0, 0, f"10.0.0.{oid}"),),
+            template=(E.SCHED_ACTION(E.ID("0"), E.ACTION("poweroff"), E.TIME("+60")),),
+            user_template=(E.LABELS(" web , db "),),
+            extra=(E.BACKUPS(E.BACKUP_CONFIG(E.BACKUP_VOLATILE("YES")), E.BACKUP_IDS()),),
+        )
+        insert_vm(backend, "6.6.0", vm)
+    backup = E.IMAGE(E.ID("10"), E.TYPE("6"), E.VMS(E.ID("1")), E.TEMPLATE())
+    insert_pool(backend, "image_pool", 10, "backup", xml(backup))
+    insert_pool(backend, "template_pool", 0, "tpl", xml(E.VMTEMPLATE(E.ID("0"))))
+
+
+@pytest.mark.parametrize("start", ["5.10.0", "6.6.0"])
+def test_fused_rewrites_equal_step_by_step(
+    start: str, settings: ConnectionSettings, request: pytest.FixtureRequest
+) -> None:
+    """``upgrade`` fuses steps' rewrites of one table into one pass; the database it leaves
+    is the one running each step alone leaves, table for table and row for row."""
+    results = []
+    logged: list[str] = []
+    for fused, each in ((True, settings), (False, another_database(settings, request))):
+        with open_backend(each) as backend:
+            bootstrap(backend, start, now=1_600_000_000, oneadmin_password="secret")
+            (populate_5_10 if start == "5.10.0" else populate_6_6)(backend)
+            if fused:
+                upgrade(
+                    backend,
+                    each,
+                    backup_path=None,
+                    no_backup=True,
+                    force=False,
+                    dry=False,
+                    log=logged.append,
+                )
+                assert check_version(backend).code == 0
+            else:
+                step_by_step(backend)
+            results.append(without_versioning(backend))
+    assert results[0] == results[1]
+    fusions = [line.strip() for line in logged if "once for" in line]
+    if start == "5.10.0":
+        # The 5.12 history step reads vm_pool, so the 5.10 VM rewrite runs before it; the
+        # four later ones run as one pass.  Nothing reads host_pool in between.
+        assert sorted(fusions) == [
+            "> Rewriting host_pool once for local/5.10.0_to_5.12.0, local/6.6.0_to_6.8.0",
+            "> Rewriting vm_pool once for local/6.0.0_to_6.2.0, local/6.4.0_to_6.6.0, "
+            "local/6.6.0_to_6.8.0, local/6.8.0_to_6.10.0",
+        ]
+    else:
+        # The backup image's read of vm_pool runs the 6.8 VM rewrite first: nothing fuses.
+        assert fusions == []
+
+
+def test_fused_rewrite_names_the_failing_step(tmp_path: Path) -> None:
+    """A row that only a later step of a fused pass rejects is reported against that step,
+    and the database is left as it was."""
+    settings = sqlite_settings_for(tmp_path / "one.db")
+    with open_backend(settings) as backend:
+        bootstrap(backend, "6.0.0")
+        good = E.SCHED_ACTION(E.ACTION("poweroff"), E.TIME("+10"))
+        bad = E.SCHED_ACTION(E.ACTION("poweroff"), E.TIME("+soon"))
+        insert_vm(backend, "6.0.0", vm_element(1, 3, user_template=(good,)))
+        insert_vm(backend, "6.0.0", vm_element(2, 3, user_template=(bad,)))
+        before = snapshot(backend)
+        logged: list[str] = []
+        with pytest.raises(MigrationError) as caught:
+            upgrade(
+                backend,
+                settings,
+                backup_path=None,
+                no_backup=True,
+                force=False,
+                dry=False,
+                log=logged.append,
+            )
+        assert (caught.value.table, caught.value.row_id, caught.value.step) == (
+            "vm_pool",
+            2,
+            "local/6.6.0_to_6.8.0",
+        )
+        assert any("Rewriting vm_pool once for local/6.0.0_to_6.2.0" in line for line in logged)
         assert snapshot(backend) == before
 
 

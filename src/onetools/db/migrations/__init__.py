@@ -15,17 +15,18 @@ on every engine.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
 
 from lxml import etree
 
-from onetools.db.backends.base import Backend
+from onetools.db.backends.base import Backend, Row
 from onetools.db.errors import DatabaseError
 from onetools.db.schema import (
     SCHEMAS,
@@ -202,6 +203,7 @@ def require(root: etree._Element, path: str) -> etree._Element:
 # -- table rewrite ---------------------------------------------------------------------------
 
 RowTransform = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+BodyEditor = Callable[[etree._Element, dict[str, Any]], None]
 
 
 def _keyset(keys: tuple[str, ...], last: tuple[Any, ...] | None) -> tuple[str, list[Any]]:
@@ -242,24 +244,91 @@ def iterate_rows(
         last = tuple(page[-1][pos] for pos in key_positions)
 
 
-def rewrite_table(
+class BodyEdit:
+    """A row transform that edits the parsed ``body`` in place.
+
+    Consecutive body edits of one fused rewrite (see ``DeferringBackend``) share one parse and
+    one serialisation.  ``modifies=False`` marks an edit that only reads the tree (the body
+    text is then kept as it was, byte for byte, unless an earlier edit changed it).
+    """
+
+    def __init__(self, edit: BodyEditor, *, modifies: bool = True) -> None:
+        self.edit = edit
+        self.modifies = modifies
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        root = parse_body(row["body"])
+        self.edit(root, row)
+        if self.modifies:
+            row["body"] = to_text(root)
+        return row
+
+
+def body_transform(edit: BodyEditor, *, modifies: bool = True) -> BodyEdit:
+    """A row transform that parses ``body``, lets ``edit`` change it, and writes it back."""
+    return BodyEdit(edit, modifies=modifies)
+
+
+@dataclass
+class _Rewrite:
+    """One step's rewrite of one table: what ``rewrite_table`` was asked to do."""
+
+    transform: RowTransform
+    step: str
+    target_version: str
+    definition: Table
+    also_writes: tuple[str, ...]
+    after: Callable[[], None] | None
+
+
+class _FusedTransform:
+    """The transforms of several rewrites of one table applied to each row in order.
+
+    Remembers which rewrite runs, so that an error names its step.
+    """
+
+    def __init__(self, rewrites: list[_Rewrite]) -> None:
+        self.rewrites = rewrites
+        self.step = rewrites[0].step
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        root: etree._Element | None = None
+        dirty = False
+        result: dict[str, Any] | None = row
+        for rewrite in self.rewrites:
+            self.step = rewrite.step
+            transform = rewrite.transform
+            if isinstance(transform, BodyEdit):
+                if root is None:
+                    root = parse_body(row["body"])
+                transform.edit(root, row)
+                dirty = dirty or transform.modifies
+                continue
+            if root is not None:
+                if dirty:
+                    row["body"] = to_text(root)
+                root, dirty = None, False
+            result = transform(row)
+            if result is None:
+                return None
+            row = result
+        if root is not None and dirty:
+            row["body"] = to_text(root)
+        return row
+
+
+def _copy_rows(
     backend: Backend,
     table: str,
-    transform: RowTransform,
-    *,
-    step: str,
-    target_version: str,
-    progress: Progress = no_progress,
-    definition: Table | None = None,
-    batch: int = BATCH,
+    rewrites: list[_Rewrite],
+    progress: Progress,
+    batch: int,
 ) -> int:
-    """Rebuild ``table`` with ``target_version``'s schema, each row passed through ``transform``.
-
-    ``transform`` gets the old row as a dict and returns the new row (missing columns are
-    NULL) or None to leave it out.  Any error raised for a row is reported as a
-    ``MigrationError`` naming the step, the table and the row's key.  Returns rows written.
-    """
-    new = definition or SCHEMAS[target_version].table(table)
+    """Rebuild ``table`` once, passing each row through every rewrite in order."""
+    last = rewrites[-1]
+    new = last.definition
+    label = last.step if len(rewrites) == 1 else f"{rewrites[0].step} .. {last.step}"
+    transform = _FusedTransform(rewrites)
     old = OLD_PREFIX + table
     total = int(str(backend.scalar(f"SELECT COUNT(*) FROM {table}")))
     # Named indexes travel with a renamed table and their names are global on SQLite and
@@ -278,7 +347,7 @@ def rewrite_table(
     keys = new.primary_key
     done = written = 0
     pending: list[tuple[Any, ...]] = []
-    progress(step, 0, total)
+    progress(label, 0, total)
     for row in iterate_rows(backend, old, keys, batch=batch):
         try:
             result = transform(row)
@@ -287,7 +356,7 @@ def rewrite_table(
         except Exception as exc:  # any bad data: name the row
             row_id = row[keys[0]] if len(keys) == 1 else tuple(row[key] for key in keys)
             raise MigrationError(
-                f"{type(exc).__name__}: {exc}", step=step, table=table, row_id=row_id
+                f"{type(exc).__name__}: {exc}", step=transform.step, table=table, row_id=row_id
             ) from exc
         done += 1
         if result is not None:
@@ -297,27 +366,198 @@ def rewrite_table(
             written += len(pending)
             pending.clear()
         if done % batch == 0:
-            progress(step, done, total)
+            progress(label, done, total)
     if pending:
         backend.executemany(insert, pending)
         written += len(pending)
-    progress(step, done, total)
-    for index in SCHEMAS[target_version].indexes_of(table):
+    progress(label, done, total)
+    for index in SCHEMAS[last.target_version].indexes_of(table):
         backend.execute(create_index_sql(index))
     backend.execute(f"DROP TABLE {old}")
+    for rewrite in rewrites:
+        if rewrite.after is not None:
+            rewrite.after()
     return written
 
 
-def body_transform(edit: Callable[[etree._Element, dict[str, Any]], None]) -> RowTransform:
-    """A row transform that parses ``body``, lets ``edit`` change it, and writes it back."""
+def rewrite_table(
+    backend: Backend,
+    table: str,
+    transform: RowTransform,
+    *,
+    step: str,
+    target_version: str,
+    progress: Progress = no_progress,
+    definition: Table | None = None,
+    batch: int = BATCH,
+    defer: bool = False,
+    also_writes: tuple[str, ...] = (),
+    after: Callable[[], None] | None = None,
+) -> None:
+    """Rebuild ``table`` with ``target_version``'s schema, each row passed through ``transform``.
 
-    def transform(row: dict[str, Any]) -> dict[str, Any]:
-        root = parse_body(row["body"])
-        edit(root, row)
-        row["body"] = to_text(root)
-        return row
+    ``transform`` gets the old row as a dict and returns the new row (missing columns are
+    NULL) or None to leave it out.  Any error raised for a row is reported as a
+    ``MigrationError`` naming the step, the table and the row's key.  ``after`` runs once
+    the table is rebuilt.
 
-    return transform
+    With ``defer`` (and ``backend`` a ``DeferringBackend``, as during ``onedb upgrade``) the
+    rebuild may be postponed and fused with later steps' rewrites of the same table into one
+    pass.  Only a transform that depends on nothing but its row may be deferred; the tables
+    it writes besides ``table`` go in ``also_writes``, and work that needs the rebuilt table
+    goes in ``after``.
+    """
+    rewrite = _Rewrite(
+        transform,
+        step,
+        target_version,
+        definition or SCHEMAS[target_version].table(table),
+        also_writes,
+        after,
+    )
+    if isinstance(backend, DeferringBackend):
+        backend.rewrite(table, rewrite, defer=defer, progress=progress, batch=batch)
+    else:
+        _copy_rows(backend, table, [rewrite], progress, batch)
+
+
+class DeferringBackend(Backend):
+    """A backend for a chain of steps that fuses their rewrites of one table into one pass.
+
+    A deferred rewrite waits until a statement (or schema lookup) names its table or one of
+    the tables it writes; then, or at ``flush()``, all rewrites waiting on that table run as
+    one copy.  A step that rewrites a table without ``defer`` runs at once, together with the
+    rewrites waiting on it.  Rows are thus parsed and written once for several steps: an
+    upgrade 6.0.0 -> 6.10.0 rewrites ``vm_pool`` once instead of four times.
+    """
+
+    def __init__(self, inner: Backend, log: Callable[[str], None] | None = None) -> None:
+        super().__init__(inner.settings)
+        self.inner = inner
+        self.kind = inner.kind
+        self.transactional_ddl = inner.transactional_ddl
+        self._log = log
+        self._pending: dict[str, tuple[list[_Rewrite], Progress, int]] = {}
+        self._touches: re.Pattern[str] | None = None
+
+    # -- deferral ----------------------------------------------------------------------------
+    def rewrite(
+        self, table: str, rewrite: _Rewrite, *, defer: bool, progress: Progress, batch: int
+    ) -> None:
+        """Queue ``rewrite`` of ``table`` (``defer``) or run it with those queued before."""
+        # Other tables' waiting rewrites that write these tables must run first.
+        self._barrier(table, *rewrite.also_writes, keep=table)
+        queued, _, _ = self._pending.pop(table, ([], progress, batch))
+        queued.append(rewrite)
+        if defer:
+            self._pending[table] = (queued, progress, batch)
+            self._update_touches()
+        else:
+            self._update_touches()
+            self._run(table, queued, progress, batch)
+
+    def flush(self) -> None:
+        """Run every rewrite still waiting."""
+        while self._pending:
+            self._flush(next(iter(self._pending)))
+
+    def _flush(self, table: str) -> None:
+        queued, progress, batch = self._pending.pop(table)
+        self._update_touches()
+        self._run(table, queued, progress, batch)
+
+    def _run(self, table: str, queued: list[_Rewrite], progress: Progress, batch: int) -> None:
+        if len(queued) > 1 and self._log is not None:
+            steps = ", ".join(rewrite.step for rewrite in queued)
+            self._log(f"  > Rewriting {table} once for {steps}")
+        _copy_rows(self.inner, table, queued, progress, batch)
+
+    def _update_touches(self) -> None:
+        names = {
+            name
+            for table, (queued, _, _) in self._pending.items()
+            for name in (table, *(n for rewrite in queued for n in rewrite.also_writes))
+        }
+        self._touches = (
+            re.compile(r"\b(" + "|".join(sorted(map(re.escape, names))) + r")\b", re.IGNORECASE)
+            if names
+            else None
+        )
+
+    def _owner(self, name: str, keep: str | None = None) -> str | None:
+        """The waiting table (other than ``keep``) whose rewrite reads or writes ``name``."""
+        name = name.lower()
+        for table, (queued, _, _) in self._pending.items():
+            if table == keep:
+                continue
+            if name == table.lower() or any(
+                name == other.lower() for rewrite in queued for other in rewrite.also_writes
+            ):
+                return table
+        return None
+
+    def _barrier(self, *names: str, keep: str | None = None) -> None:
+        """Run the waiting rewrites that read or write any of ``names``."""
+        for name in names:
+            while (owner := self._owner(name, keep)) is not None:
+                self._flush(owner)
+
+    def _before(self, sql: str) -> None:
+        while self._touches is not None:
+            match = self._touches.search(sql)
+            if match is None:
+                return
+            owner = self._owner(match.group(1))
+            if owner is None:  # pragma: no cover - the pattern only holds waiting names
+                return
+            self._flush(owner)
+
+    # -- Backend, delegated ------------------------------------------------------------------
+    def close(self) -> None:
+        self.inner.close()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._before(sql)
+        return self.inner.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._before(sql)
+        self.inner.executemany(sql, rows)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self._before(sql)
+        return self.inner.query(sql, params)
+
+    def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 1000) -> Iterator[Row]:
+        self._before(sql)
+        return self.inner.stream(sql, params, batch)
+
+    def begin(self) -> None:
+        self.inner.begin()
+
+    def commit(self) -> None:
+        self.inner.commit()
+
+    def rollback(self) -> None:
+        self.inner.rollback()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.inner.transaction():
+            yield
+
+    def tables(self) -> list[str]:
+        return self.inner.tables()
+
+    def columns(self, table: str) -> list[str]:
+        self._barrier(table)
+        return self.inner.columns(table)
+
+    def table_exists(self, table: str) -> bool:
+        return self.inner.table_exists(table)
+
+    def quote(self, identifier: str) -> str:
+        return self.inner.quote(identifier)
 
 
 def create_table(backend: Backend, table: str, target_version: str) -> None:

@@ -116,6 +116,13 @@ def upgrade(backend: Backend, progress: Progress) -> None:
         ("vm_monitoring", body_transform(_vm_monitoring)),
         ("vm_pool", body_transform(_vm)),
     ):
+        # Each transform reads its row only: the rewrites may wait and fuse with later steps'.
         rewrite_table(
-            backend, table, transform, step=STEP, target_version=TARGET, progress=progress
+            backend,
+            table,
+            transform,
+            step=STEP,
+            target_version=TARGET,
+            progress=progress,
+            defer=True,
         )

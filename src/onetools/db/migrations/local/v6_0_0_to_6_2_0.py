@@ -48,4 +48,5 @@ def upgrade(backend: Backend, progress: Progress) -> None:
         step=STEP,
         target_version=TARGET,
         progress=progress,
+        defer=True,  # reads its row only: may fuse with later steps' rewrites
     )

@@ -54,6 +54,7 @@ def upgrade(backend: Backend, progress: Progress) -> None:
         step=STEP,
         target_version=TARGET,
         progress=progress,
+        defer=True,  # reads its row only: may fuse with later steps' rewrites
     )
     rewrite_table(
         backend,
@@ -62,4 +63,5 @@ def upgrade(backend: Backend, progress: Progress) -> None:
         step=STEP,
         target_version=TARGET,
         progress=progress,
+        defer=True,  # reads its row only: may fuse with later steps' rewrites
     )

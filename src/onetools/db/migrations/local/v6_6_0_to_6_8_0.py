@@ -73,7 +73,12 @@ def _template(root: etree._Element, row: dict[str, Any]) -> None:
 
 
 class _VmActions:
-    """The VM rewrite: labels, then scheduled actions numbered by one global counter."""
+    """The VM rewrite: labels, then scheduled actions numbered by one global counter.
+
+    Rows are numbered in ``oid`` order whether the rewrite runs alone or fused with other
+    steps' (it reads nothing but its row and writes ``schedaction_pool`` and, once done,
+    ``pool_control``).
+    """
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -90,8 +95,17 @@ class _VmActions:
             )
             self.actions.clear()
 
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        root = parse_body(row["body"])
+    def finish(self) -> None:
+        """After the last VM: write the remaining actions and the pool's last id."""
+        self.flush()
+        self.backend.execute("DELETE FROM pool_control WHERE tablename = 'schedaction_pool'")
+        self.backend.execute(
+            "INSERT INTO pool_control (tablename, last_oid) VALUES ('schedaction_pool', ?)",
+            (self.next_id,),
+        )
+
+    def edit(self, root: etree._Element, row: dict[str, Any]) -> None:
+        """Change one VM's body (``root``) and ``short_body``."""
         upper_labels(root, "USER_TEMPLATE/LABELS")
         short = parse_body(row["short_body"])
         upper_labels(short, "USER_TEMPLATE/LABELS")
@@ -103,10 +117,8 @@ class _VmActions:
             for action in root.findall("TEMPLATE/SCHED_ACTION"):
                 self._migrate(root, action, vm_id, index)
         remove_all(root, "TEMPLATE/SCHED_ACTION")
-        row["body"] = to_text(root)
         if len(self.actions) >= BATCH:
             self.flush()
-        return row
 
     def _migrate(
         self, root: etree._Element, action: etree._Element, vm_id: str, index: etree._Element
@@ -146,6 +158,7 @@ def upgrade(backend: Backend, progress: Progress) -> None:
         step=STEP,
         target_version=TARGET,
         progress=progress,
+        defer=True,
     )
     rewrite_table(
         backend,
@@ -154,14 +167,19 @@ def upgrade(backend: Backend, progress: Progress) -> None:
         step=STEP,
         target_version=TARGET,
         progress=progress,
+        defer=True,
     )
     create_table(backend, "backupjob_pool", TARGET)
     create_table(backend, "schedaction_pool", TARGET)
     vms = _VmActions(backend)
-    rewrite_table(backend, "vm_pool", vms, step=STEP, target_version=TARGET, progress=progress)
-    vms.flush()
-    backend.execute("DELETE FROM pool_control WHERE tablename = 'schedaction_pool'")
-    backend.execute(
-        "INSERT INTO pool_control (tablename, last_oid) VALUES ('schedaction_pool', ?)",
-        (vms.next_id,),
+    rewrite_table(
+        backend,
+        "vm_pool",
+        body_transform(vms.edit),
+        step=STEP,
+        target_version=TARGET,
+        progress=progress,
+        defer=True,
+        also_writes=("schedaction_pool", "pool_control"),
+        after=vms.finish,
     )

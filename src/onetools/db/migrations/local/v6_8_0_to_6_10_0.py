@@ -106,9 +106,8 @@ def body_json(root: etree._Element) -> str:
     return json.dumps({root.tag: vm}, separators=(",", ":"), ensure_ascii=False)
 
 
-def _vm(row: dict[str, Any]) -> dict[str, Any]:
-    row["body_json"] = body_json(parse_body(row["body"]))
-    return row
+def _vm(root: etree._Element, row: dict[str, Any]) -> None:
+    row["body_json"] = body_json(root)
 
 
 def _sched_action(root: etree._Element, row: dict[str, Any]) -> None:
@@ -125,7 +124,15 @@ def upgrade(backend: Backend, progress: Progress) -> None:
         target_version=TARGET,
         progress=progress,
     )
-    rewrite_table(backend, "vm_pool", _vm, step=STEP, target_version=TARGET, progress=progress)
+    rewrite_table(
+        backend,
+        "vm_pool",
+        body_transform(_vm, modifies=False),
+        step=STEP,
+        target_version=TARGET,
+        progress=progress,
+        defer=True,  # reads its row only; the body is kept as it is
+    )
     rewrite_table(
         backend,
         "schedaction_pool",
