@@ -344,7 +344,7 @@ def test_fused_rewrites_equal_step_by_step(
             bootstrap(backend, start, now=1_600_000_000, oneadmin_password="secret")
             (populate_5_10 if start == "5.10.0" else populate_6_6)(backend)
             if fused:
-                upgrade(
+                result = upgrade(
                     backend,
                     each,
                     backup_path=None,
@@ -367,9 +367,19 @@ def test_fused_rewrites_equal_step_by_step(
             "> Rewriting vm_pool once for local/6.0.0_to_6.2.0, local/6.4.0_to_6.6.0, "
             "local/6.6.0_to_6.8.0, local/6.8.0_to_6.10.0",
         ]
+        assert sorted((table, len(steps)) for table, steps, _ in result.fused) == [
+            ("host_pool", 2),
+            ("vm_pool", 4),
+        ]
+        assert [r["table"] for r in result.to_dict()["fused_rewrites"]] == [
+            table for table, _, _ in result.fused
+        ]
+        assert "(vm_pool rewritten once for 4 steps, local/6.0.0_to_6.2.0 to " in result.render(
+            verbose=True
+        )
     else:
         # The backup image's read of vm_pool runs the 6.8 VM rewrite first: nothing fuses.
-        assert fusions == []
+        assert fusions == [] and result.fused == []
 
 
 def test_fused_rewrite_names_the_failing_step(tmp_path: Path) -> None:

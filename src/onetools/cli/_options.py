@@ -13,6 +13,7 @@ Built on ``argparse`` rather than click: click's import alone costs ~50 ms here 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -29,18 +30,37 @@ Command = Callable[[argparse.Namespace], int]
 argparse._ = lambda message: message  # type: ignore[attr-defined]
 
 
+def _terminal_width() -> int:
+    """What ``shutil.get_terminal_size`` gives, without importing shutil (~3 ms): argparse
+    builds a formatter for every option it adds, not only for ``--help``."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=_terminal_width() - 2)
+
+
 class ToolParser(argparse.ArgumentParser):
     """An argument parser whose usage errors exit 255 with an ``ERROR`` line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         sys.stderr.write(f"ERROR : {message}\n")
         sys.exit(EXIT_FATAL)
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=32)
 
 
 def make_parser(
@@ -138,8 +158,6 @@ def run(parser: ToolParser, argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 0
-    import traceback
-
     from onetools import log as logsetup
 
     debug = bool(getattr(args, "debug", False))
@@ -148,6 +166,8 @@ def run(parser: ToolParser, argv: Sequence[str] | None = None) -> int:
         return func(args)
     except OnetoolsError as exc:
         if debug:
+            import traceback  # only here: its import costs ~4 ms of every run
+
             traceback.print_exc()
         sys.stderr.write(f"{exc.level:<5} : {exc.log_line()}\n")
         return exc.exit_code
@@ -158,6 +178,8 @@ def run(parser: ToolParser, argv: Sequence[str] | None = None) -> int:
         return EXIT_FATAL
     except Exception as exc:
         if debug:
+            import traceback  # only here: its import costs ~4 ms of every run
+
             traceback.print_exc()
         sys.stderr.write(
             f"FATAL : Internal error: {type(exc).__name__}: {exc} "

@@ -71,6 +71,9 @@ class UpgradeResult:
     seconds: float = 0.0
     #: Warnings also sent to ``log`` (e.g. ``--no-backup``), for callers that filter the log.
     warnings: list[str] = field(default_factory=list)
+    #: Tables rewritten once for several steps: (table, steps, seconds).  Their time is
+    #: part of the timing of the step during which the pass ran.
+    fused: list[tuple[str, list[str], float]] = field(default_factory=list)
 
     @property
     def up_to_date(self) -> bool:
@@ -89,6 +92,10 @@ class UpgradeResult:
                 {"step": timing.step.label, "seconds": round(timing.seconds, 3)}
                 for timing in self.steps
             ],
+            "fused_rewrites": [
+                {"table": table, "steps": steps, "seconds": round(seconds, 3)}
+                for table, steps, seconds in self.fused
+            ],
             "versioning_rows": [row.to_dict() for row in self.rows],
             "seconds": round(self.seconds, 3),
         }
@@ -105,6 +112,12 @@ class UpgradeResult:
         for timing in self.steps:
             suffix = f" ({timing.seconds:.2f}s)" if verbose else ""
             lines.append(f"  > {timing.step.label}{suffix}")
+        if verbose:
+            for table, steps, seconds in self.fused:
+                lines.append(
+                    f"    ({table} rewritten once for {len(steps)} steps, {steps[0]} to "
+                    f"{steps[-1]}: {seconds:.2f}s)"
+                )
         lines += [row.comment for row in self.rows]
         if self.backup_path:
             lines.append(f"Backup: {self.backup_path}")
@@ -247,6 +260,7 @@ def _run_chains(
             timing = StepTiming(step, time.monotonic() - begun)
             result.steps.append(timing)
             say(f"  > Done in {timing.seconds:.2f}s")
+        result.fused += deferring.fused
         row = append_version_row(backend, table, start, steps[-1].target)
         result.rows.append(row)
         say(row.comment)

@@ -18,10 +18,13 @@ import contextlib
 import functools
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 from onetools.db.backends.base import Backend, ConnectionSettings, Row
 from onetools.db.errors import DatabaseError
+
+TYPE_CHECKING = False  # typing costs ~3 ms of `onedb version`: annotations only
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PORT = 3306
 DEFAULT_CHARSET = "utf8mb4"

@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import pkgutil
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -437,6 +438,8 @@ class DeferringBackend(Backend):
         self.kind = inner.kind
         self.transactional_ddl = inner.transactional_ddl
         self._log = log
+        #: The fused passes run: (table, steps, seconds), for reports.
+        self.fused: list[tuple[str, list[str], float]] = []
         self._pending: dict[str, tuple[list[_Rewrite], Progress, int]] = {}
         self._touches: re.Pattern[str] | None = None
 
@@ -467,10 +470,13 @@ class DeferringBackend(Backend):
         self._run(table, queued, progress, batch)
 
     def _run(self, table: str, queued: list[_Rewrite], progress: Progress, batch: int) -> None:
-        if len(queued) > 1 and self._log is not None:
-            steps = ", ".join(rewrite.step for rewrite in queued)
-            self._log(f"  > Rewriting {table} once for {steps}")
+        steps = [rewrite.step for rewrite in queued]
+        if len(steps) > 1 and self._log is not None:
+            self._log(f"  > Rewriting {table} once for {', '.join(steps)}")
+        begun = time.monotonic()
         _copy_rows(self.inner, table, queued, progress, batch)
+        if len(steps) > 1:
+            self.fused.append((table, steps, time.monotonic() - begun))
 
     def _update_touches(self) -> None:
         names = {
