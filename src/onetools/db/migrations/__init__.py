@@ -11,6 +11,13 @@ on.  Discovery reads file names only; a step's module is imported when it runs.
 transform (bodies parsed and edited with lxml), drop ``old_T``.  Pages are read by primary
 key (keyset pagination), so memory stays bounded and other queries may run between pages
 on every engine.
+
+During ``onedb upgrade`` the steps get a ``DeferringBackend``: a rewrite asked for with
+``defer=True`` waits, and the waiting rewrites of one table run as one pass (one parse of
+each body, one copy) when a later statement names the table or at the end of the chain.  A
+step may defer a rewrite only if its transform reads nothing but its row; the other tables
+it writes go in ``also_writes`` and what needs the finished table in ``after``.  Transforms
+built with ``body_transform`` share the parsed body within a pass.
 """
 
 from __future__ import annotations
