@@ -128,6 +128,64 @@ def test_transactions(any_backend_settings: ConnectionSettings) -> None:
         assert db.transactional_ddl is (db.kind != "mysql")
 
 
+def check_bulk_writer(settings: ConnectionSettings) -> None:
+    insert = "INSERT INTO pool (oid, name, body, uid) VALUES (?, ?, ?, ?)"
+    text = "quote ' back \\ pct %s utf8 ñ € 😀"
+    with open_backend(settings) as db:
+        make_pool(db)
+        with db.bulk_writer(insert) as write:
+            for start in range(0, 5000, 500):
+                write([(i, f"n{i}", f"{text} {i}", i % 7) for i in range(start, start + 500)])
+            # Several statements per batch on MySQL (1 MiB each), and a row bigger than that.
+            write([(i, None, text * 400, None) for i in range(5000, 5500)])
+            write([(5500, "big", "x" * 1_500_000, -1)])
+        assert db.scalar("SELECT COUNT(*) FROM pool") == 5501
+        assert db.scalar("SELECT body FROM pool WHERE oid = 4321") == f"{text} 4321"
+        assert db.scalar("SELECT SUM(uid) FROM pool WHERE oid < 5000") == sum(
+            i % 7 for i in range(5000)
+        )
+        assert db.query("SELECT name, body, uid FROM pool WHERE oid = 5499") == [
+            (None, text * 400, None)
+        ]
+        assert db.scalar("SELECT LENGTH(body) FROM pool WHERE oid = 5500") == 1_500_000
+
+        duplicate = pytest.raises(DatabaseError, match=r"(?i)duplicate|unique")
+        with duplicate, db.bulk_writer(insert) as write:
+            write([(6000, "new", "x", 0)])
+            write([(1, "again", "x", 0)])  # primary key taken
+            for start in range(7000, 27000, 500):  # far more than the writer queues
+                write([(i, "n", "x", 0) for i in range(start, start + 500)])
+        # Caller-side errors leave the writer too; the connection stays usable.
+        with pytest.raises(RuntimeError, match="caller"), db.bulk_writer(insert) as write:
+            write([(90000, "n", "x", 0)])
+            raise RuntimeError("caller")
+        assert db.scalar("SELECT 1") == 1
+
+
+def test_bulk_writer(any_backend_settings: ConnectionSettings) -> None:
+    """Batches arrive in order, text intact (MySQL writes them on a second connection with
+    the same charset); a failing batch raises, by the last batch or on exit, and never
+    leaves the caller blocked however many batches follow it."""
+    check_bulk_writer(any_backend_settings)
+
+
+def test_bulk_writer_pymysql(
+    mysql_settings: ConnectionSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same with PyMySQL, the fallback driver (its batches go through executemany)."""
+    import pymysql
+    import pymysql.cursors
+
+    from onetools.db.backends import mysql
+
+    monkeypatch.setattr(
+        mysql,
+        "_driver",
+        lambda: (pymysql, pymysql.err.MySQLError, pymysql.err.Error, pymysql.cursors.SSCursor),
+    )
+    check_bulk_writer(mysql_settings)
+
+
 def test_errors_are_database_errors(any_backend_settings: ConnectionSettings) -> None:
     with open_backend(any_backend_settings) as db:
         with pytest.raises(DatabaseError, match=r"(?i)nope"):

@@ -49,6 +49,15 @@ def snapshot(backend: Backend) -> dict[str, Any]:
     return result
 
 
+def upgrade_unsaved(
+    backend: Backend, settings: ConnectionSettings, *, dry: bool = False, **options: Any
+) -> Any:
+    """``upgrade`` with ``--no-backup`` (``options``: ``log``, ``progress``)."""
+    return upgrade(
+        backend, settings, backup_path=None, no_backup=True, force=False, dry=dry, **options
+    )
+
+
 def populate_5_10(backend: Backend, vms: int = 6) -> None:
     """A small 5.10.0 world: hosts, VMs with NICs/disks/history, images, networks, docs."""
     insert(backend, "acl", oid=0, user=4294967297, resource=1, rights=1, zone=17179869184)
@@ -142,7 +151,7 @@ def test_full_chain(settings: ConnectionSettings, tmp_path: Path) -> None:
         assert backend.scalar("SELECT COUNT(*) FROM history") == 12
         assert backend.scalar("SELECT COUNT(*) FROM schedaction_pool") == 4  # non-DONE VMs
         # Nothing left to do.
-        again = upgrade(backend, settings, backup_path=None, no_backup=True, force=False, dry=False)
+        again = upgrade_unsaved(backend, settings)
         assert again.up_to_date
 
 
@@ -151,7 +160,7 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     with open_backend(settings) as backend:
         bootstrap(backend, "6.4.0")
         before = snapshot(backend)
-        result = upgrade(backend, settings, backup_path=None, no_backup=True, force=False, dry=True)
+        result = upgrade_unsaved(backend, settings, dry=True)
         assert [t.step.label for t in result.steps] == [
             "shared/6.4.0_to_6.6.0",
             "shared/6.6.0_to_6.8.0",
@@ -168,15 +177,7 @@ def test_no_backup_warns_once(tmp_path: Path) -> None:
     with open_backend(settings) as backend:
         bootstrap(backend, "6.6.0")
         logged: list[str] = []
-        result = upgrade(
-            backend,
-            settings,
-            backup_path=None,
-            no_backup=True,
-            force=False,
-            dry=False,
-            log=logged.append,
-        )
+        result = upgrade_unsaved(backend, settings, log=logged.append)
         assert sum("WARNING" in line for line in logged) == 1
         assert len(result.warnings) == 1 and result.to_dict()["warnings"] == result.warnings
         assert read_versions(backend).local.version == "6.10.0"
@@ -186,9 +187,7 @@ def test_slave_skips_shared_chain(tmp_path: Path) -> None:
     settings = sqlite_settings_for(tmp_path / "one.db")
     with open_backend(settings) as backend:
         bootstrap(backend, "6.6.0", is_slave=True)
-        result = upgrade(
-            backend, settings, backup_path=None, no_backup=True, force=False, dry=False
-        )
+        result = upgrade_unsaved(backend, settings)
         assert all(t.step.chain == "local" for t in result.steps)
         versions = read_versions(backend)
         assert versions.shared.version == "6.6.0"
@@ -200,15 +199,15 @@ def test_refusals(tmp_path: Path) -> None:
     settings = sqlite_settings_for(path)
     with open_backend(settings) as backend:
         with pytest.raises(NotBootstrapped):
-            upgrade(backend, settings, backup_path=None, no_backup=True, force=False, dry=False)
+            upgrade_unsaved(backend, settings)
         bootstrap(backend, "6.10.0")
         backend.execute("INSERT INTO local_db_versioning VALUES (1, '7.0.0', 0, 'future', 0)")
         assert check_version(backend).code == 3
         with pytest.raises(DatabaseError, match="newer than this onedb supports"):
-            upgrade(backend, settings, backup_path=None, no_backup=True, force=False, dry=False)
+            upgrade_unsaved(backend, settings)
         backend.execute("UPDATE local_db_versioning SET version = '5.8.0'")
         with pytest.raises(DatabaseError, match="Cannot upgrade the local tables from version"):
-            upgrade(backend, settings, backup_path=None, no_backup=True, force=False, dry=False)
+            upgrade_unsaved(backend, settings)
 
 
 def test_postgresql_goes_to_6_8(postgresql_server: Any) -> None:
@@ -219,9 +218,7 @@ def test_postgresql_goes_to_6_8(postgresql_server: Any) -> None:
         insert_vm(backend, "5.12.0", vm_element(1, 3, nics=(nic(0, 0, "10.0.0.1"),)))
         status = check_version(backend)
         assert status.code == 2 and status.pending_local[-1].target == "6.8.0"
-        result = upgrade(
-            backend, settings, backup_path=None, no_backup=True, force=False, dry=False
-        )
+        result = upgrade_unsaved(backend, settings)
         assert (
             (result.shared, result.local) == ("6.8.0", "6.8.0") == (latest_for("postgresql"),) * 2
         )
@@ -344,15 +341,7 @@ def test_fused_rewrites_equal_step_by_step(
             bootstrap(backend, start, now=1_600_000_000, oneadmin_password="secret")
             (populate_5_10 if start == "5.10.0" else populate_6_6)(backend)
             if fused:
-                result = upgrade(
-                    backend,
-                    each,
-                    backup_path=None,
-                    no_backup=True,
-                    force=False,
-                    dry=False,
-                    log=logged.append,
-                )
+                result = upgrade_unsaved(backend, each, log=logged.append)
                 assert check_version(backend).code == 0
             else:
                 step_by_step(backend)
@@ -395,15 +384,7 @@ def test_fused_rewrite_names_the_failing_step(tmp_path: Path) -> None:
         before = snapshot(backend)
         logged: list[str] = []
         with pytest.raises(MigrationError) as caught:
-            upgrade(
-                backend,
-                settings,
-                backup_path=None,
-                no_backup=True,
-                force=False,
-                dry=False,
-                log=logged.append,
-            )
+            upgrade_unsaved(backend, settings, log=logged.append)
         assert (caught.value.table, caught.value.row_id, caught.value.step) == (
             "vm_pool",
             2,

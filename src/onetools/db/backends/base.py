@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 TYPE_CHECKING = False  # no typing/dataclasses at run time: `onedb version` starts fast
 if TYPE_CHECKING:
@@ -122,6 +122,17 @@ class Backend(ABC):
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
+
+    @contextlib.contextmanager
+    def bulk_writer(self, sql: str) -> Iterator[Callable[[list[Sequence[Any]]], None]]:
+        """A function that writes batches of rows with ``sql`` (one INSERT statement).
+
+        Engines may write in the background (MySQL: on a second connection, while the caller
+        prepares the next batch), so the caller hands over each list and keeps no reference
+        to it, and reads nothing of the target table before the context exits.  Any error is
+        raised at the latest on exit.  By default each batch is written at once, here.
+        """
+        yield lambda rows: self.executemany(sql, rows)
 
     # -- transactions ------------------------------------------------------------------------
     @abstractmethod

@@ -17,7 +17,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from onetools.db.backends.base import Backend, ConnectionSettings, Row
 from onetools.db.errors import DatabaseError
@@ -30,6 +33,8 @@ DEFAULT_PORT = 3306
 DEFAULT_CHARSET = "utf8mb4"
 DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock")
 BATCH = 1000
+MAX_STATEMENT = 1 << 20  # bytes; MariaDB's max_allowed_packet is 16 MiB, MySQL's 4-64 MiB
+_INSERT_VALUES = re.compile(r"(?is)^\s*(INSERT\s.*\bVALUES)\s*\(\s*\?(?:\s*,\s*\?)*\s*\)\s*$")
 
 
 @functools.lru_cache(maxsize=512)
@@ -264,6 +269,74 @@ class MySQLBackend(Backend):
                 self._stream_cursor = None
                 cursor.close()
 
+    @contextlib.contextmanager
+    def bulk_writer(self, sql: str) -> Iterator[Callable[[list[Sequence[Any]]], None]]:
+        """Batches are written by a thread on a second connection while the caller prepares
+        the next ones: the driver waits for the server without holding the GIL, so the
+        server's work overlaps ours (a 100k-VM upgrade spent a third of its time waiting).
+
+        With mysqlclient the caller's thread also turns each batch into multi-row INSERT
+        statements of up to 1 MiB (the driver's own executemany makes 64 KiB ones, through
+        a slower per-value path), so that the writer thread holds the GIL only briefly.
+
+        The second connection commits on its own: on MySQL an upgrade relies on its backup,
+        not on a transaction, so nothing is lost by that.
+        """
+        match = _INSERT_VALUES.match(sql)
+        prepare: Callable[[list[Sequence[Any]]], list[bytes]] | None = None
+        if match and hasattr(self.connection, "string_literal"):
+            prefix = match.group(1).encode() + b" "
+            prepare = functools.partial(self._insert_statements, prefix)
+        writer = _BackgroundWriter(
+            MySQLBackend(self.settings.replace(encoding=self.charset)), sql, prepare
+        )
+        try:
+            yield writer.put
+        except BaseException:
+            writer.close(raise_error=False)
+            raise
+        writer.close()
+
+    def _insert_statements(self, prefix: bytes, rows: list[Sequence[Any]]) -> list[bytes]:
+        """``prefix`` (``INSERT ... VALUES``) with ``rows`` as literal value lists, in
+        statements of at most ``MAX_STATEMENT`` bytes (one row may exceed it alone)."""
+        quote = self.connection.string_literal
+        literal = self.connection.literal
+        encoding = self.connection.encoding
+        statements: list[bytes] = []
+        chunk: list[bytes] = []
+        size = len(prefix)
+        for row in rows:
+            parts = []
+            for value in row:
+                kind = type(value)
+                if value is None:
+                    parts.append(b"NULL")
+                elif kind is str:
+                    parts.append(quote(value.encode(encoding)))
+                elif kind is int:
+                    parts.append(b"%d" % value)
+                else:
+                    parts.append(literal(value))
+            item = b"(" + b",".join(parts) + b")"
+            if chunk and size + len(item) > MAX_STATEMENT:
+                statements.append(prefix + b",".join(chunk))
+                chunk, size = [], len(prefix)
+            chunk.append(item)
+            size += len(item) + 1
+        if chunk:
+            statements.append(prefix + b",".join(chunk))
+        return statements
+
+    def _execute_statement(self, statement: bytes) -> None:
+        """Run one statement already in the connection's encoding, without parameters."""
+        self._detach_stream()
+        with self.connection.cursor() as cursor:
+            try:
+                cursor.execute(statement)
+            except self._Error as exc:
+                raise self._error(exc, statement[:200].decode(errors="replace")) from exc
+
     # -- transactions ------------------------------------------------------------------------
     def begin(self) -> None:
         self._detach_stream()
@@ -297,3 +370,53 @@ class MySQLBackend(Backend):
 
     def quote(self, identifier: str) -> str:
         return "`" + identifier.replace("`", "``") + "`"
+
+
+class _BackgroundWriter:
+    """Writes each batch put, in order, on its own thread and connection: as statements
+    that ``prepare`` makes of it in the caller's thread, else through ``executemany``.  At
+    most two batches wait, so memory stays bounded."""
+
+    def __init__(
+        self,
+        connection: MySQLBackend,
+        sql: str,
+        prepare: Callable[[list[Sequence[Any]]], list[bytes]] | None,
+    ) -> None:
+        self.connection = connection
+        self.sql = sql
+        self.prepare = prepare
+        self.error: BaseException | None = None
+        self.batches: queue.Queue[list[Any] | None] = queue.Queue(maxsize=2)
+        self.thread = threading.Thread(target=self._work, name="onedb-writer", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while (batch := self.batches.get()) is not None:
+            if self.error is not None:
+                continue  # keep draining: the producer must never block on a dead writer
+            try:
+                if self.prepare is None:
+                    self.connection.executemany(self.sql, batch)
+                else:
+                    for statement in batch:
+                        self.connection._execute_statement(statement)
+            except BaseException as exc:  # handed to the producer thread
+                self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def put(self, batch: list[Sequence[Any]]) -> None:
+        self._raise()
+        self.batches.put(batch if self.prepare is None else self.prepare(batch))
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait for the batches put so far; raise the first error (``raise_error``)."""
+        self.batches.put(None)
+        self.thread.join()
+        self.connection.close()
+        if raise_error:
+            self._raise()

@@ -354,30 +354,31 @@ def _copy_rows(
     insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     keys = new.primary_key
     done = written = 0
-    pending: list[tuple[Any, ...]] = []
+    pending: list[Sequence[Any]] = []
     progress(label, 0, total)
-    for row in iterate_rows(backend, old, keys, batch=batch):
-        try:
-            result = transform(row)
-        except MigrationError:
-            raise
-        except Exception as exc:  # any bad data: name the row
-            row_id = row[keys[0]] if len(keys) == 1 else tuple(row[key] for key in keys)
-            raise MigrationError(
-                f"{type(exc).__name__}: {exc}", step=transform.step, table=table, row_id=row_id
-            ) from exc
-        done += 1
-        if result is not None:
-            pending.append(tuple(result.get(column) for column in columns))
-        if len(pending) >= batch:
-            backend.executemany(insert, pending)
+    with backend.bulk_writer(insert) as write:
+        for row in iterate_rows(backend, old, keys, batch=batch):
+            try:
+                result = transform(row)
+            except MigrationError:
+                raise
+            except Exception as exc:  # any bad data: name the row
+                row_id = row[keys[0]] if len(keys) == 1 else tuple(row[key] for key in keys)
+                raise MigrationError(
+                    f"{type(exc).__name__}: {exc}", step=transform.step, table=table, row_id=row_id
+                ) from exc
+            done += 1
+            if result is not None:
+                pending.append(tuple(result.get(column) for column in columns))
+            if len(pending) >= batch:
+                write(pending)  # handed over: a new list for the next batch
+                written += len(pending)
+                pending = []
+            if done % batch == 0:
+                progress(label, done, total)
+        if pending:
+            write(pending)
             written += len(pending)
-            pending.clear()
-        if done % batch == 0:
-            progress(label, done, total)
-    if pending:
-        backend.executemany(insert, pending)
-        written += len(pending)
     progress(label, done, total)
     for index in SCHEMAS[last.target_version].indexes_of(table):
         backend.execute(create_index_sql(index))
@@ -544,6 +545,12 @@ class DeferringBackend(Backend):
     def stream(self, sql: str, params: Sequence[Any] = (), batch: int = 1000) -> Iterator[Row]:
         self._before(sql)
         return self.inner.stream(sql, params, batch)
+
+    @contextlib.contextmanager
+    def bulk_writer(self, sql: str) -> Iterator[Callable[[list[Sequence[Any]]], None]]:
+        self._before(sql)
+        with self.inner.bulk_writer(sql) as write:
+            yield write
 
     def begin(self) -> None:
         self.inner.begin()
