@@ -309,7 +309,7 @@ def report(
         goals.append(f"<= {target_s:g} s" + ("" if wall <= target_s else " OVER"))
     if target_mb is not None and rss is not None:
         goals.append(f"<= {target_mb:g} MB" + ("" if rss <= target_mb else " OVER"))
-    shown = f"{wall:8.2f} s " if wall >= 1 else f"{wall * 1000:7.1f} ms"
+    shown = f"{wall:8.2f} s" if wall >= 1 else f"{wall * 1000:7.1f} ms"
     print(f"{label:<44} {shown}  peak RSS {memory}   target {', '.join(goals)}")
 
 
