@@ -116,11 +116,12 @@ def settings_from(args: argparse.Namespace) -> ConnectionSettings:
 def opened(args: argparse.Namespace, offline: bool = False) -> Iterator[Backend]:
     """Connect; for commands that change the database, check oned is stopped and take the
     onedb lock first."""
-    from onetools.db import guard
     from onetools.db.backends import open_backend
 
     settings = settings_from(args)
     if offline:
+        from onetools.db import guard  # not on the `onedb version` path
+
         guard.ensure_oned_stopped()
     backend = open_backend(settings)
     try:

@@ -131,6 +131,10 @@ class Backend(ABC):
         prepares the next batch), so the caller hands over each list and keeps no reference
         to it, and reads nothing of the target table before the context exits.  Any error is
         raised at the latest on exit.  By default each batch is written at once, here.
+
+        The rows may be committed apart from the caller's transaction (MySQL): only for
+        work that does not rely on a rollback there (upgrades: MySQL restores the backup;
+        ``sqlite2mysql``, which does rely on one, uses ``executemany``).
         """
         yield lambda rows: self.executemany(sql, rows)
 
