@@ -3,12 +3,14 @@ reported without changes under ``dry`` and fixed otherwise (a second run is then
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from db_objects import (
     HOLD_LEASE_MAGIC,
+    NOW,
     VM_MAGIC,
     VNET_MAGIC,
     body_of,
@@ -56,6 +58,24 @@ def _sql(statement: str) -> Callable[[Backend], None]:
 
 def _body(table: str, oid: int, old: str, new: str) -> Callable[[Backend], None]:
     return lambda b: replace_in_body(b, table, oid, old, new)
+
+
+def _open_record(vid: int, seq: int, *tags: str) -> Callable[[Backend], None]:
+    """Zero the ``etime`` column and ``tags`` of one history record (not of the VM copy
+    that history bodies carry)."""
+
+    def plant(backend: Backend) -> None:
+        body = str(backend.scalar("SELECT body FROM history WHERE vid = ? AND seq = ?", (vid, seq)))
+        record, vm, rest = body.partition("<VM>")
+        for tag in tags:
+            record, count = re.subn(f"<{tag}>[0-9]+</{tag}>", f"<{tag}>0</{tag}>", record)
+            assert count == 1, tag
+        backend.execute(
+            "UPDATE history SET body = ?, etime = 0 WHERE vid = ? AND seq = ?",
+            (record + vm + rest, vid, seq),
+        )
+
+    return plant
 
 
 def _both(*steps: Callable[[Backend], None]) -> Callable[[Backend], None]:
@@ -253,6 +273,14 @@ CASES: dict[str, tuple[Callable[[Backend], None], str]] = {
         _body("group_quotas", 1, "<SIZE_USED><![CDATA[5120]]>", "<SIZE_USED><![CDATA[1]]>"),
         "group 1: DATASTORE 1 quota SIZE_USED is 1, set to 5120",
     ),
+    "history_done_vm_last_record_open": (
+        _open_record(4, 0, "ETIME"),
+        f"vm 4: DONE, but history record 0 has no end time, set to {NOW - 800}",
+    ),
+    "history_earlier_record_open": (
+        _open_record(0, 0, "ETIME"),
+        "vm 0: history record 0 has no end time, set to RETIME",
+    ),
     "quota_row_missing": (
         _sql("DELETE FROM user_quotas WHERE user_oid = 2"),
         "user 2: no user_quotas row, created",
@@ -338,3 +366,40 @@ def test_report_serialises(world: Backend) -> None:
     assert data["errors"] == 1 and data["dry"] is True
     assert data["problems"][0]["object"] == "host"
     assert data["problems"][0]["id"] == 0
+
+
+def test_history_fix_values(world: Backend) -> None:
+    """The DONE VM's open last record takes the VM's ETIME in every end time that is 0, in
+    the row, its ``etime`` column and the VM body's copy; an earlier record its RETIME."""
+    _open_record(4, 0, "ETIME", "RETIME")(world)
+    replace_in_body(
+        world, "vm_pool", 4, f"<ETIME>{NOW - 800}</ETIME><VM_MAD>", "<ETIME>0</ETIME><VM_MAD>"
+    )
+    _open_record(0, 0, "ETIME")(world)
+    report, lines = run(world)
+    assert report.exit_code == 1 and report.unrepairable == 0, lines
+    end = NOW - 800
+    row = world.query("SELECT etime, body FROM history WHERE vid = 4 AND seq = 0")[0]
+    assert row[0] == end
+    record = str(row[1]).partition("<VM>")[0]
+    for tag in ("ETIME", "RETIME", "ESTIME", "EETIME"):
+        assert f"<{tag}>{end}</{tag}>" in record, tag
+    vm = body_of(world, "vm_pool", 4)
+    assert f"<ETIME>{end}</ETIME><VM_MAD>" in vm and f"<EETIME>{end}</EETIME>" in vm
+    earlier = world.query("SELECT etime, body FROM history WHERE vid = 0 AND seq = 0")[0]
+    assert earlier[0] == NOW - 50 and f"<ETIME>{NOW - 50}</ETIME>" in str(earlier[1])
+    assert run(world)[0].exit_code == 0
+
+
+def test_history_without_any_end_time_is_unrepaired(world: Backend) -> None:
+    _open_record(0, 0, "ETIME", "RETIME")(world)  # EETIME is 0 already
+    replace_in_body(
+        world, "vm_pool", 4, f"<ETIME>{NOW - 800}</ETIME><DEPLOY_ID>", "<ETIME>0</ETIME><DEPLOY_ID>"
+    )
+    _open_record(4, 0, "ETIME")(world)
+    before = dump(world)
+    report, lines = run(world)
+    assert report.unrepairable == 2, lines
+    assert "[UNREPAIRED] vm 0: history record 0 has no end time and no EETIME or RETIME" in lines
+    assert "[UNREPAIRED] vm 4: DONE, but neither it nor history record 0 has an end time" in lines
+    assert dump(world) == before

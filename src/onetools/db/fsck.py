@@ -18,7 +18,11 @@ order:
 14. images: ``RUNNING_VMS``, ``VMS``, ``CLONES``, ``APP_CLONES``, ``CLONING_OPS``, ``STATE``;
 15. vnets: AR ``ALLOCATED`` leases against VM NICs, vrouter floating IPs and reservations,
    ``USED_LEASES``;
-16. user and group quotas: usage recomputed from the aggregates of step 10.
+16. user and group quotas: usage recomputed from the aggregates of step 10;
+17. history: a DONE VM's last record without an end time gets the VM's ``ETIME`` (in
+   ``ETIME``, ``RETIME``, ``ESTIME``, ``EETIME`` where they are 0, the ``etime`` column and
+   the copy in the VM body); an earlier record without one gets its ``EETIME`` or
+   ``RETIME`` (unrepaired when both are 0).
 
 Memory: tables are read by keyset paging (``oid > ? ORDER BY oid LIMIT n``) or streamed;
 only small per-object aggregates (ids and counters) are kept, never bodies.  Each check
@@ -384,6 +388,7 @@ class _Fsck:
         self.check_networks()
         self.check_quotas("user")
         self.check_quotas("group")
+        self.check_history()
 
     # -- 1. pool_control ----------------------------------------------------------------------
     def check_pool_control(self) -> None:
@@ -1203,6 +1208,91 @@ class _Fsck:
                     etree.SubElement(entry, used).text = str(count)
                 changed = True
         return changed
+
+    # -- 17. history --------------------------------------------------------------------------
+    def check_history(self) -> None:
+        """End times of closed history records (reference §5.2 #13, with HEAD's repair of
+        earlier records).  Only the suspect rows are read: records with ``etime`` 0 that are
+        not their VM's last, or are the last of a DONE VM."""
+        if "history" not in self.tables or "vm_pool" not in self.tables:
+            return
+        suspects = self.backend.query(
+            "SELECT h.vid, h.seq, m.last_seq, v.state FROM history h "
+            "JOIN (SELECT vid, MAX(seq) AS last_seq FROM history GROUP BY vid) m "
+            "ON m.vid = h.vid LEFT JOIN vm_pool v ON v.oid = h.vid "
+            f"WHERE h.etime = 0 AND (h.seq < m.last_seq OR v.state = {DONE}) "
+            "ORDER BY h.vid, h.seq"
+        )
+        records: list[tuple[str, int, int, int]] = []
+        vm_bodies: list[tuple[str, int]] = []
+        with self.fixing():
+            for vid, seq, last_seq, _state in suspects:
+                vid, seq = int(vid), int(seq)
+                body = self.backend.scalar(
+                    "SELECT body FROM history WHERE vid = ? AND seq = ?", (vid, seq)
+                )
+                try:
+                    record = parse_xml(str(body))
+                except DatabaseError as exc:
+                    self.problem("vm", vid, f"history record {seq} is not valid XML ({exc})", False)
+                    continue
+                if seq < int(last_seq):
+                    end = self._earlier_record_end(vid, seq, record)
+                else:
+                    end = self._last_record_end(vid, seq, record, vm_bodies)
+                if end:
+                    records.append((to_xml(record), end, vid, seq))
+            if not self.dry:
+                if records:
+                    self.backend.executemany(
+                        "UPDATE history SET body = ?, etime = ? WHERE vid = ? AND seq = ?",
+                        records,
+                    )
+                if vm_bodies:
+                    self.backend.executemany("UPDATE vm_pool SET body = ? WHERE oid = ?", vm_bodies)
+
+    def _earlier_record_end(self, vid: int, seq: int, record: Element) -> int:
+        """A record before the VM's last has ended: take its epilog or running end time."""
+        for source in ("EETIME", "RETIME"):
+            end = int_of(record, source, 0)
+            if end > 0:
+                self.problem("vm", vid, f"history record {seq} has no end time, set to {source}")
+                set_text(record, "ETIME", str(end))
+                return end
+        self.problem(
+            "vm", vid, f"history record {seq} has no end time and no EETIME or RETIME", False
+        )
+        return 0
+
+    def _last_record_end(
+        self, vid: int, seq: int, record: Element, vm_bodies: list[tuple[str, int]]
+    ) -> int:
+        """The last record of a DONE VM ends when the VM did; the VM body holds a copy."""
+        raw = self.backend.scalar("SELECT body FROM vm_pool WHERE oid = ?", (vid,))
+        try:
+            vm = parse_xml(str(raw))
+        except DatabaseError as exc:
+            self.problem("vm", vid, f"body is not valid XML ({exc})", False)
+            return 0
+        end = int_of(vm, "ETIME", 0)
+        if end <= 0:
+            self.problem(
+                "vm", vid, f"DONE, but neither it nor history record {seq} has an end time", False
+            )
+            return 0
+        self.problem("vm", vid, f"DONE, but history record {seq} has no end time, set to {end}")
+        copies = [record]
+        embedded = vm.find("HISTORY_RECORDS/HISTORY")
+        open_copy = embedded is not None and int_of(embedded, "ETIME", 0) == 0
+        if embedded is not None and open_copy and int_of(embedded, "SEQ") == seq:
+            copies.append(embedded)
+        for copy in copies:
+            for tag in ("ETIME", "RETIME", "ESTIME", "EETIME"):
+                if int_of(copy, tag, 0) == 0:
+                    set_text(copy, tag, str(end))
+        if len(copies) > 1 and not self.dry:
+            vm_bodies.append((to_xml(vm), vid))
+        return end
 
 
 _VM_QUOTA_KEYS = (
