@@ -13,6 +13,7 @@ from db_objects import (
     NOW,
     VM_MAGIC,
     VNET_MAGIC,
+    add_user,
     body_of,
     consistent_world,
     create_schema,
@@ -403,3 +404,21 @@ def test_history_without_any_end_time_is_unrepaired(world: Backend) -> None:
     assert "[UNREPAIRED] vm 0: history record 0 has no end time and no EETIME or RETIME" in lines
     assert "[UNREPAIRED] vm 4: DONE, but neither it nor history record 0 has an end time" in lines
     assert dump(world) == before
+
+
+def test_ldap_names_equal_but_for_case_are_reported(world: Backend) -> None:
+    """LDAP users whose names differ only in case are reported, not changed; core users
+    with such names are not."""
+    if world.kind == "mysql":
+        pytest.skip("MySQL's case-insensitive collation refuses such names in user_pool.name")
+    add_user(world, 10, "Dave", 1, auth="ldap")
+    add_user(world, 11, "dave", 1, auth="ldap")
+    add_user(world, 12, "DAVE", 1)  # core
+    report, lines = run(world, dry=True)
+    assert report.unrepairable >= 1
+    ldap = [line for line in lines if "LDAP" in line]
+    assert ldap == [
+        "[UNREPAIRED] user 11: LDAP user name 'dave' differs only in case from user 10's"
+    ]
+    run(world)
+    assert "<NAME><![CDATA[dave]]></NAME>" in body_of(world, "user_pool", 11)

@@ -5,7 +5,8 @@ order:
 
 1. ``pool_control``: ``last_oid`` below a pool's ``MAX(oid)``;
 2. users: primary group missing (→ group 1), primary not in ``GROUPS``, missing secondary
-   groups, ``user_pool.gid`` column; 3. groups: ``USERS`` list;
+   groups, ``user_pool.gid`` column, LDAP names equal but for case (reported only);
+3. groups: ``USERS`` list;
 4-8. clusters: host ``CLUSTER_ID``/``CLUSTER``/``cid`` column, datastore and vnet
    ``CLUSTERS`` lists, cluster ``HOSTS``/``DATASTORES``/``VNETS`` and both relation tables;
 9. images ↔ datastores: ``DATASTORE`` name, datastore ``IMAGES`` list;
@@ -430,6 +431,7 @@ class _Fsck:
         for oid, name in self.pages("group_pool", "oid, name"):
             self.groups[int(oid)] = str(name)
         writer = _Writer(self, "user_pool", ["gid"])
+        ldap_names: dict[str, list[int]] = defaultdict(list)
         with self.fixing():
             for uid, root, row in self.bodies("user_pool", "oid, body, gid"):
                 changed = False
@@ -462,9 +464,20 @@ class _Fsck:
                     changed = True
                 for group in groups:
                     self.group_users[group].append(uid)
+                if text_of(root, "AUTH_DRIVER").lower() == "ldap":
+                    ldap_names[text_of(root, "NAME").lower()].append(uid)
                 if changed:
                     writer.add(uid, root, gid)
             writer.flush()
+        # oned matches LDAP logins case-insensitively: such users would shadow each other.
+        for name, uids in ldap_names.items():
+            for uid in uids[1:]:
+                self.problem(
+                    "user",
+                    uid,
+                    f"LDAP user name {name!r} differs only in case from user {uids[0]}'s",
+                    False,
+                )
 
     def check_groups(self) -> None:
         writer = _Writer(self, "group_pool")
