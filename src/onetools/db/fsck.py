@@ -276,16 +276,20 @@ class _Usage:
 class _Writer:
     """Batched ``UPDATE table SET body = ?[, col = ?…] WHERE oid = ?`` statements."""
 
-    def __init__(self, fsck: _Fsck, table: str, columns: Sequence[str] = (), key: str = "oid"):
+    def __init__(
+        self, fsck: _Fsck, table: str, columns: Sequence[str] = (), key: str | Sequence[str] = "oid"
+    ):
         self.fsck = fsck
         cols = ", ".join(f"{c} = ?" for c in ("body", *columns))
-        self.sql = f"UPDATE {table} SET {cols} WHERE {key} = ?"
+        keys = (key,) if isinstance(key, str) else tuple(key)
+        self.sql = f"UPDATE {table} SET {cols} WHERE {' AND '.join(f'{k} = ?' for k in keys)}"
         self.rows: list[tuple[Any, ...]] = []
 
-    def add(self, oid: int, root: Element, *values: Any) -> None:
+    def add(self, oid: int | tuple[int, ...], root: Element, *values: Any) -> None:
+        """Queue ``root`` as the new body of row ``oid`` (a tuple for a composite key)."""
         if self.fsck.dry:
             return
-        self.rows.append((to_xml(root), *values, oid))
+        self.rows.append((to_xml(root), *values, *(oid if isinstance(oid, tuple) else (oid,))))
         if len(self.rows) >= PAGE:
             self.flush()
 
@@ -1236,8 +1240,8 @@ class _Fsck:
             f"WHERE h.etime = 0 AND (h.seq < m.last_seq OR v.state = {DONE}) "
             "ORDER BY h.vid, h.seq"
         )
-        records: list[tuple[str, int, int, int]] = []
-        vm_bodies: list[tuple[str, int]] = []
+        records = _Writer(self, "history", ["etime"], key=("vid", "seq"))
+        vm_bodies = _Writer(self, "vm_pool")
         with self.fixing():
             for vid, seq, last_seq, _state in suspects:
                 vid, seq = int(vid), int(seq)
@@ -1254,15 +1258,9 @@ class _Fsck:
                 else:
                     end = self._last_record_end(vid, seq, record, vm_bodies)
                 if end:
-                    records.append((to_xml(record), end, vid, seq))
-            if not self.dry:
-                if records:
-                    self.backend.executemany(
-                        "UPDATE history SET body = ?, etime = ? WHERE vid = ? AND seq = ?",
-                        records,
-                    )
-                if vm_bodies:
-                    self.backend.executemany("UPDATE vm_pool SET body = ? WHERE oid = ?", vm_bodies)
+                    records.add((vid, seq), record, end)
+            records.flush()
+            vm_bodies.flush()
 
     def _earlier_record_end(self, vid: int, seq: int, record: Element) -> int:
         """A record before the VM's last has ended: take its epilog or running end time."""
@@ -1277,9 +1275,7 @@ class _Fsck:
         )
         return 0
 
-    def _last_record_end(
-        self, vid: int, seq: int, record: Element, vm_bodies: list[tuple[str, int]]
-    ) -> int:
+    def _last_record_end(self, vid: int, seq: int, record: Element, vm_bodies: _Writer) -> int:
         """The last record of a DONE VM ends when the VM did; the VM body holds a copy."""
         raw = self.backend.scalar("SELECT body FROM vm_pool WHERE oid = ?", (vid,))
         try:
@@ -1303,8 +1299,8 @@ class _Fsck:
             for tag in ("ETIME", "RETIME", "ESTIME", "EETIME"):
                 if int_of(copy, tag, 0) == 0:
                     set_text(copy, tag, str(end))
-        if len(copies) > 1 and not self.dry:
-            vm_bodies.append((to_xml(vm), vid))
+        if len(copies) > 1:
+            vm_bodies.add(vid, vm)
         return end
 
 

@@ -302,7 +302,6 @@ class _FusedTransform:
     def __call__(self, row: dict[str, Any]) -> dict[str, Any] | None:
         root: etree._Element | None = None
         dirty = False
-        result: dict[str, Any] | None = row
         for rewrite in self.rewrites:
             self.step = rewrite.step
             transform = rewrite.transform
@@ -449,7 +448,6 @@ class DeferringBackend(Backend):
         #: The fused passes run: (table, steps, seconds), for reports.
         self.fused: list[tuple[str, list[str], float]] = []
         self._pending: dict[str, tuple[list[_Rewrite], Progress, int]] = {}
-        self._touches: re.Pattern[str] | None = None
 
     # -- deferral ----------------------------------------------------------------------------
     def rewrite(
@@ -462,9 +460,7 @@ class DeferringBackend(Backend):
         queued.append(rewrite)
         if defer:
             self._pending[table] = (queued, progress, batch)
-            self._update_touches()
         else:
-            self._update_touches()
             self._run(table, queued, progress, batch)
 
     def flush(self) -> None:
@@ -474,7 +470,6 @@ class DeferringBackend(Backend):
 
     def _flush(self, table: str) -> None:
         queued, progress, batch = self._pending.pop(table)
-        self._update_touches()
         self._run(table, queued, progress, batch)
 
     def _run(self, table: str, queued: list[_Rewrite], progress: Progress, batch: int) -> None:
@@ -486,29 +481,18 @@ class DeferringBackend(Backend):
         if len(steps) > 1:
             self.fused.append((table, steps, time.monotonic() - begun))
 
-    def _update_touches(self) -> None:
-        names = {
-            name
-            for table, (queued, _, _) in self._pending.items()
-            for name in (table, *(n for rewrite in queued for n in rewrite.also_writes))
-        }
-        self._touches = (
-            re.compile(r"\b(" + "|".join(sorted(map(re.escape, names))) + r")\b", re.IGNORECASE)
-            if names
-            else None
-        )
+    def _touched(self, table: str) -> set[str]:
+        """Lower-case names of the tables the rewrites waiting on ``table`` read or write."""
+        queued = self._pending[table][0]
+        return {table.lower(), *(name.lower() for r in queued for name in r.also_writes)}
 
     def _owner(self, name: str, keep: str | None = None) -> str | None:
         """The waiting table (other than ``keep``) whose rewrite reads or writes ``name``."""
         name = name.lower()
-        for table, (queued, _, _) in self._pending.items():
-            if table == keep:
-                continue
-            if name == table.lower() or any(
-                name == other.lower() for rewrite in queued for other in rewrite.also_writes
-            ):
-                return table
-        return None
+        return next(
+            (table for table in self._pending if table != keep and name in self._touched(table)),
+            None,
+        )
 
     def _barrier(self, *names: str, keep: str | None = None) -> None:
         """Run the waiting rewrites that read or write any of ``names``."""
@@ -517,14 +501,13 @@ class DeferringBackend(Backend):
                 self._flush(owner)
 
     def _before(self, sql: str) -> None:
-        while self._touches is not None:
-            match = self._touches.search(sql)
+        """Run the waiting rewrites whose tables ``sql`` names (re caches the pattern)."""
+        while self._pending:
+            names = sorted(set().union(*map(self._touched, self._pending)))
+            match = re.search(r"\b(" + "|".join(map(re.escape, names)) + r")\b", sql, re.I)
             if match is None:
                 return
-            owner = self._owner(match.group(1))
-            if owner is None:  # pragma: no cover - the pattern only holds waiting names
-                return
-            self._flush(owner)
+            self._barrier(match.group(1))
 
     # -- Backend, delegated ------------------------------------------------------------------
     def close(self) -> None:
