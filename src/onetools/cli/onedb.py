@@ -400,10 +400,10 @@ COMMANDS = (
 )  # fmt: skip
 
 
-def build_parser(argv: Sequence[str] | None = None) -> ToolParser:
+def build_parser(argv: Sequence[str] | None = None, *, every_command: bool = False) -> ToolParser:
     """The parser; only the command named in ``argv`` gets its options built (argparse copies
     every parent's options into every subcommand, which costs ~25 ms for all twelve — too
-    slow for ``onedb version`` in a bootstrap script)."""
+    slow for ``onedb version`` in a bootstrap script), unless ``every_command``."""
     tokens = list(sys.argv[1:] if argv is None else argv)
     selected = next((token for token in tokens if token in COMMANDS), None)
     connection = connection_parent()
@@ -419,7 +419,7 @@ def build_parser(argv: Sequence[str] | None = None) -> ToolParser:
         description: str,
         parents: Sequence[argparse.ArgumentParser],
     ) -> ToolParser:
-        if name != selected:
+        if name != selected and not every_command:
             commands.add_parser(name, help=summary)
             return ToolParser(add_help=False)  # options of a command not run: not needed
         return add_command(commands, name, func, summary, description, parents)
@@ -557,6 +557,11 @@ def build_parser(argv: Sequence[str] | None = None) -> ToolParser:
     to_mysql.add_argument("-b", "--backup", metavar="FILE", help="MySQL backup file")
     to_mysql.add_argument("-f", "--force", action="store_true", help="overwrite the backup file")
     return parser
+
+
+def build_full_parser() -> ToolParser:
+    """The parser with every command's options (for shell completions and man pages)."""
+    return build_parser((), every_command=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
