@@ -136,7 +136,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from onetools.provision.provider import list_providers
 
     with open_one(args) as one:
-        providers = list_providers(one, decrypt=bool(args.output and args.decrypt))
+        providers = list_providers(one, decrypt=bool(args.output))
     if args.output:
         emit_pool(
             "DOCUMENT",
@@ -155,13 +155,15 @@ def _show_text(provider: Provider, decrypt: bool) -> str:
         f"{'ID':<4} : {provider.id}",
         f"{'NAME':<4} : {provider.name}",
     ]
-    if provider.body is None:
+    if provider.driver == "onprem" and provider.body is not None:
+        pass  # no connection to show (6.4+)
+    elif provider.body is None or not provider.connection_in_clear:
         log_line(
             "WARN",
             f"Provider {provider.id}: the body cannot be decrypted (reading provider "
             "connections needs a user of the oneadmin group)",
         )
-    elif provider.driver != "onprem":
+    else:
         pairs = provider.display_connection(decrypt)
         width = max([len(key) for key, _ in pairs] + [0])
         lines += ["", "CONNECTION INFORMATION"]

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 #: What masked secrets look like in every output.
 MASK = "********"
 
+#: How the embedded store seals a stored connection: ``{"$encrypted": "<token>"}``
+#: (``onetools.one.secrets``); a real oned encrypts the whole body instead.
+SEALED_MARKER = "$encrypted"
+
 #: Connection keys that name a location, not a credential: shown in clear.  Everything else
 #: in ``connection`` is masked (also keys no driver knows: safest).
 PUBLIC_CONNECTION_KEYS = frozenset({"region", "zone", "metro", "facility", "project"})
@@ -135,12 +139,17 @@ def document_template(name: str, body: Mapping[str, Any], plain: Mapping[str, An
     )
 
 
+def is_clear_connection(connection: Any) -> bool:
+    """Whether ``connection`` is a readable mapping, not a sealed (encrypted) value."""
+    return isinstance(connection, dict) and set(connection) != {SEALED_MARKER}
+
+
 def mask_connection(connection: Any) -> Any:
     """The connection with every secret value replaced by ``MASK``; a connection that is not
-    a mapping (ciphertext) is masked whole."""
+    a readable mapping (ciphertext) is masked whole."""
     if connection is None:
         return None
-    if not isinstance(connection, dict):
+    if not is_clear_connection(connection):
         return MASK
     return {
         key: value if key in PUBLIC_CONNECTION_KEYS else MASK for key, value in connection.items()
@@ -198,7 +207,7 @@ class Provider:
     @property
     def connection_in_clear(self) -> bool:
         """Whether the body's connection is a readable mapping (not ciphertext)."""
-        return isinstance(self.connection, dict)
+        return is_clear_connection(self.connection)
 
     def shown_body(self, decrypt: bool = False) -> Any:
         """The body as printed: connection secrets masked unless ``decrypt``; ``MASK`` for a
@@ -215,7 +224,7 @@ class Provider:
     def display_connection(self, decrypt: bool = False) -> list[tuple[str, str]]:
         """(key, value) pairs for ``show``'s CONNECTION INFORMATION."""
         connection = self.connection if decrypt else mask_connection(self.connection)
-        if isinstance(connection, dict):
+        if is_clear_connection(connection):
             return [(str(k), "" if v is None else str(v)) for k, v in connection.items()]
         return [] if connection is None else [("connection", MASK)]
 
@@ -265,8 +274,10 @@ def list_providers(one: OneApi, decrypt: bool = False) -> list[Provider]:
     """Every provider the session sees, in ID order.
 
     The pool's bodies are used when they parse (the embedded store encrypts only their
-    ``connection`` member, so no key is needed); otherwise (a real oned returns ciphertext),
-    or with ``decrypt``, each document is read with ``info(decrypt=True)``.
+    ``connection`` member, so the table needs no key); otherwise (a real oned returns
+    ciphertext) each document is read with ``info(decrypt=True)``.  With ``decrypt`` every
+    connection is read in clear too (what ``-x``/``-j``/``-y`` print, masked or not), so the
+    output is the same on both backends.
     """
     from onetools.one.errors import NotFoundError
 
@@ -275,7 +286,7 @@ def list_providers(one: OneApi, decrypt: bool = False) -> list[Provider]:
         if document.int("TYPE", DOC_PROVIDER) != DOC_PROVIDER:
             continue
         provider = Provider.from_document(document)
-        if decrypt or provider.body is None:
+        if provider.body is None or (decrypt and not provider.connection_in_clear):
             try:
                 provider = Provider.from_document(one.info(DOCUMENT, document.id, decrypt=True))
             except NotFoundError:  # deleted since the pool was read
