@@ -409,6 +409,10 @@ class OneXmlRpcServer:
     def _run(self, function: Callable[[], Any]) -> Any:
         return self._store_thread.submit(function).result()
 
+    def in_store(self, function: Callable[[OneApi], Any]) -> Any:
+        """``function(store)`` run in the store's thread (the only one that may use it)."""
+        return self._run(lambda: function(self.store))
+
     def _set_oneadmin_password(self) -> None:
         """The store bootstraps oneadmin with a random password nobody knows: give it ours.
         OneApi has no password change, so the USER body is rewritten in user_pool (the
