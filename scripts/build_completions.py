@@ -60,22 +60,30 @@ class Tool:
 TOOLS: tuple[Tool, ...] = (
     Tool("onecfg", "onetools.cli.onecfg:build_parser", ("ONECFG_ONE_VERSION", "ONECFG_ETC_DIR", "ONECFG_BACKUP_DIR", "ONECFG_LOCK_TIMEOUT", "ONE_LOCATION")),  # noqa: E501
     Tool("onedb", "onetools.cli.onedb:build_full_parser", ("ONE_DB_PASSWORD", "ONEDB_ONED_CONF", "ONE_LOCATION", "ONE_XMLRPC", "ONE_AUTH")),  # noqa: E501
+    Tool("oneprovider", "onetools.cli.oneprovider:build_parser", ("ONE_XMLRPC", "ONE_AUTH", "ONETOOLS_HOME", "EDITOR")),  # noqa: E501
 )  # fmt: skip
 
+# What each variable means; "tool:NAME" overrides "NAME" for that tool's man page.
 ENVIRONMENT: dict[str, str] = {
     "ONE_LOCATION": (
         "Root of a self-contained OpenNebula installation: configuration, database and lock "
         "files are looked for under it (etc/, var/) instead of /etc/one and /var/lib/one."
     ),
     "ONE_XMLRPC": (
+        "Endpoint of the OpenNebula XML-RPC API when --endpoint is not given (else "
+        "~/.one/one_endpoint, then /var/lib/one/.one/one_endpoint); with none of them the "
+        "embedded store is used."
+    ),
+    "onedb:ONE_XMLRPC": (
         "Endpoint of the OpenNebula XML-RPC API (default: ~/.one/one_endpoint, then "
-        "/var/lib/one/.one/one_endpoint). onedb probes it to make sure oned is stopped "
-        "before changing the database."
+        "/var/lib/one/.one/one_endpoint, then http://localhost:2633/RPC2). onedb probes it "
+        "to make sure oned is stopped before changing the database."
     ),
     "ONE_AUTH": (
         "File holding the user:password line for the XML-RPC API (default: ~/.one/one_auth, "
         "then /var/lib/one/.one/one_auth)."
     ),
+    "EDITOR": "Editor for 'update' without a file (default: vi).",
     "ONETOOLS_HOME": (
         "Directory of the embedded object store used when no XML-RPC endpoint is configured "
         "(default: ~/.onetools)."
@@ -233,13 +241,25 @@ def italic(text: str) -> str:
 
 
 def split_exit_codes(description: str) -> tuple[str, str | None]:
-    """The description without its ``exit codes:`` paragraph, and that paragraph's text."""
+    """The description without its ``exit codes:`` text (from a line starting so to the end
+    of that paragraph), and that text."""
     kept, codes = [], None
     for paragraph in re.split(r"\n[ \t]*\n", description.strip("\n")):
-        if paragraph.lower().startswith(EXIT_CODES_PREFIX):
-            codes = " ".join(paragraph[len(EXIT_CODES_PREFIX) :].split())
-        else:
+        lines = paragraph.splitlines()
+        start = next(
+            (
+                index
+                for index, line in enumerate(lines)
+                if line.lower().startswith(EXIT_CODES_PREFIX)
+            ),
+            None,
+        )
+        if start is None:
             kept.append(paragraph)
+            continue
+        codes = " ".join(" ".join(lines[start:])[len(EXIT_CODES_PREFIX) :].split())
+        if start:
+            kept.append("\n".join(lines[:start]))
     return "\n\n".join(kept), codes
 
 
@@ -405,15 +425,7 @@ def man_page(tool: Tool, version: str) -> str:
 
     lines += [".SH OPTIONS"]
     if commands:
-        lines += [
-            ".PP",
-            "Options before the command name. "
-            + (
-                "A command also accepts them after its name unless it lists one differently."
-                if len(top_actions) > 2
-                else ""
-            ),
-        ]
+        lines += [".PP", "Options before the command name." + after_name_note(parser, commands)]
     lines += options_block(parser, top_actions)
 
     if common_signatures:
@@ -447,19 +459,41 @@ def man_page(tool: Tool, version: str) -> str:
             *exit_status_block(parser.prog, top_codes, command_codes, commands),
         ]
 
-    variables = [name for name in tool.environment if name in ENVIRONMENT]
-    unknown = sorted(set(tool.environment) - set(ENVIRONMENT))
-    if unknown:
-        raise SystemExit(f"ERROR : {tool.name}: describe {', '.join(unknown)} in ENVIRONMENT")
-    if variables:
+    if tool.environment:
         lines += [".SH ENVIRONMENT"]
-        for variable in variables:
-            lines += [".TP", bold(variable), roff_line(ENVIRONMENT[variable])]
+    for variable in tool.environment:
+        meaning = ENVIRONMENT.get(f"{tool.name}:{variable}") or ENVIRONMENT.get(variable)
+        if meaning is None:
+            raise SystemExit(f"ERROR : {tool.name}: describe {variable} in ENVIRONMENT")
+        lines += [".TP", bold(variable), roff_line(meaning)]
 
     others = [other.name for other in TOOLS if other.name != tool.name]
     if others:
         lines += [".SH SEE ALSO", ",\n".join(f".BR {name} (1)" for name in others)]
     return "\n".join(lines) + "\n"
+
+
+def after_name_note(
+    parser: argparse.ArgumentParser, commands: list[tuple[str, str, argparse.ArgumentParser]]
+) -> str:
+    """Whether the commands also take the top-level options after their name."""
+    meta = (argparse._HelpAction, argparse._VersionAction)
+    top = {
+        action_signature(action)
+        for action in visible_actions(parser)
+        if not isinstance(action, meta)
+    }
+    if not top:
+        return ""
+    missing = [
+        top - {action_signature(action) for action in visible_actions(sub)}
+        for _, _, sub in commands
+    ]
+    if not any(missing):
+        return " Every command also accepts them after its name."
+    if all(len(gaps) < len(top) for gaps in missing):
+        return " A command also accepts them after its name, unless it lists one differently."
+    return ""
 
 
 def exit_status_block(
