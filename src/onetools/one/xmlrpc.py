@@ -130,7 +130,7 @@ class XmlRpcOne(OneApi):
             raise ApiError(
                 f"[one.{method}] {fault.faultString} (XML-RPC fault {fault.faultCode})"
             ) from None
-        except Exception as exc:  # transport, HTTP and parse errors of requests/xmlrpc/expat
+        except self._server.TRANSPORT_ERRORS as exc:
             raise EndpointError(
                 f"OpenNebula at {self.url} failed on one.{method}: {self._transport_reason(exc)}"
             ) from None
@@ -415,6 +415,9 @@ def _raw_server_class() -> Any:
     if _RAW_SERVER_CLASS is not None:
         return _RAW_SERVER_CLASS
 
+    import http.client
+    from xml.parsers.expat import ExpatError
+
     import pyone
     import requests
 
@@ -446,6 +449,17 @@ def _raw_server_class() -> Any:
             return self.parse_response(response)
 
     class RawOneServer(pyone.OneServer):  # type: ignore[misc]
+        #: What can go wrong between us and oned: requests' errors (refused, DNS, timeouts,
+        #: ...), HTTP statuses (ProtocolError), answers that are not XML-RPC.
+        TRANSPORT_ERRORS = (
+            requests.RequestException,
+            http.client.HTTPException,
+            OSError,
+            xmlrpc.client.ProtocolError,
+            xmlrpc.client.ResponseError,
+            ExpatError,
+        )
+
         def __init__(self, uri: str, session: str, timeout: float, verify: bool) -> None:
             super().__init__(uri, session)
             self.keep_alive = KeepAliveTransport(timeout, verify)
