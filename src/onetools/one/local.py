@@ -1,0 +1,1368 @@
+"""``LocalOne``: the embedded default implementation of ``OneApi``.
+
+OpenNebula objects live in ``<home>/one.db``, a SQLite database with OpenNebula's own 6.10
+schema (the one ``onedb`` manages: ``onedb version -s`` and ``onedb fsck -s`` work on it), and
+the store behaves as oned behind the XML-RPC API (``reference/xmlrpc.md``): ids, owners,
+permissions, the XML bodies oned writes (``onetools.one.bodies``), name rules, locks and
+oned's error texts.  The session is always ``oneadmin`` (uid 0, gid 0, an admin).
+
+Storage rules:
+
+* ``home`` is made mode 0700 (tightened, with a warning, when it is group/other accessible);
+  ``one.db`` and ``one.key`` are 0600.  A home whose ``one.db`` is oned's live database
+  (``/var/lib/one/one.db``) is refused: this store must never write behind a running oned.
+* First use bootstraps the database with ``onedb``'s bootstrap (``onetools.db.schema``) into a
+  temporary file, adds oned's first-start objects (cluster 0, datastores 0-2, markets 0-1) and
+  renames it into place under an exclusive ``flock``: two processes opening a new home at
+  once get one database, and a crash during bootstrap leaves none.
+* Afterwards plain ``sqlite3`` (WAL, busy timeout 30 s).  Every mutating call is one
+  ``BEGIN IMMEDIATE`` transaction (id from ``pool_control``, rows, relations, commit), so
+  concurrent processes get distinct ids and a killed process leaves no half object.
+
+Where nothing runs behind the store (no drivers, no monitoring), objects reach at once the
+state oned's drivers would move them to: a new image is READY (oned: LOCKED until the
+datastore driver copied it) with a ``SOURCE`` under the datastore's ``BASE_PATH``, its size
+and format read from a local ``PATH`` when there is one; a new virtual network is READY
+(oned: LOCK_CREATE until the network driver ran); image marketplace apps are READY.  Capacity
+is not checked (``no_check_capacity`` has nothing to skip), and an app whose origin is missing
+or whose type is unknown is refused instead of being left in ERROR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from onetools.errors import UsageError
+from onetools.one import bodies
+from onetools.one.api import (
+    CLUSTER,
+    DATASTORE,
+    DOCUMENT,
+    FILTER_ALL,
+    FILTER_GROUP,
+    FILTER_MINE,
+    FILTER_PRIMARY_GROUP,
+    GROUP,
+    HOST,
+    HOST_DISABLED,
+    HOST_ENABLED,
+    HOST_OFFLINE,
+    IMAGE,
+    KINDS,
+    LOCK_ADMIN,
+    LOCK_ALL,
+    LOCK_MANAGE,
+    LOCK_USE,
+    LOCKABLE,
+    MARKET,
+    MARKETAPP,
+    MESSAGE_NAME,
+    TEMPLATE,
+    UNFILTERED_POOLS,
+    UNOWNED,
+    USER,
+    VNET,
+    VNTEMPLATE,
+    Identity,
+    OneApi,
+    Permissions,
+)
+from onetools.one.errors import (
+    ActionError,
+    AllocateError,
+    ApiError,
+    AuthorizationError,
+    InternalError,
+    LockedError,
+    NotFoundError,
+    OneError,
+)
+from onetools.one.template import Template, parse
+from onetools.one.xml import OneObject
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from onetools.one.bodies import Element, Owner
+    from onetools.one.secrets import KeyFile
+
+#: oned's own database: never written by this store.
+ONED_DATABASE = "/var/lib/one/one.db"
+DB_FILE = "one.db"
+KEY_FILE = "one.key"
+BUSY_TIMEOUT_MS = 30_000
+
+TABLES: dict[str, str] = {
+    CLUSTER: "cluster_pool",
+    HOST: "host_pool",
+    DATASTORE: "datastore_pool",
+    VNET: "network_pool",
+    IMAGE: "image_pool",
+    TEMPLATE: "template_pool",
+    VNTEMPLATE: "vn_template_pool",
+    DOCUMENT: "document_pool",
+    MARKET: "marketplace_pool",
+    MARKETAPP: "marketplaceapp_pool",
+    USER: "user_pool",
+    GROUP: "group_pool",
+}
+#: Names unique in the whole pool, or per owner (xmlrpc.md §1.5); documents are not checked.
+GLOBAL_NAMES = frozenset({CLUSTER, HOST, DATASTORE, MARKET, USER, GROUP})
+OWNER_NAMES = frozenset({VNET, IMAGE, TEMPLATE, VNTEMPLATE, MARKETAPP})
+#: The object type oned names in ``NAME is already taken by <TYPE> <id>.``
+TAKEN_TYPE: dict[str, str] = {
+    CLUSTER: "CLUSTER",
+    HOST: "HOST",
+    DATASTORE: "DATASTORE",
+    VNET: "NET",
+    IMAGE: "IMAGE",
+    TEMPLATE: "TEMPLATE",
+    VNTEMPLATE: "VN TEMPLATE",
+    MARKET: "MARKETPLACE",
+    MARKETAPP: "MARKETPLACEAPP",
+    USER: "USER",
+    GROUP: "GROUP",
+}
+#: The object type in ``<TYPE> is locked. [<id>]``.
+LOCK_TYPE: dict[str, str] = {
+    DOCUMENT: "DOCUMENT",
+    MARKETAPP: "MARKETPLACEAPP",
+    IMAGE: "IMAGE",
+    TEMPLATE: "TEMPLATE",
+    VNTEMPLATE: "VNTEMPLATE",
+    VNET: "NET",
+}
+#: Authorization operations, ranked so that a lock of level L blocks every op >= L (6.8+).
+OP_USE, OP_MANAGE, OP_ADMIN = LOCK_USE, LOCK_MANAGE, LOCK_ADMIN
+
+NAME_FORBIDDEN = "&|:\\\";/'#{}$<>"
+NAME_MAX = 128
+
+#: ``TM_MAD_CONF`` of the stock 6.10 oned.conf: LN_TARGET, CLONE_TARGET, SHARED, DS_MIGRATE,
+#: ALLOW_ORPHANS (None where the stock entry has no value).
+TM_MAD_CONF: dict[str, tuple[str, str, str, str | None, str | None]] = {
+    "dummy": ("NONE", "SYSTEM", "YES", "YES", None),
+    "lvm": ("NONE", "SELF", "YES", None, None),
+    "shared": ("NONE", "SYSTEM", "YES", "YES", "FORMAT"),
+    "fs_lvm": ("SYSTEM", "SYSTEM", "YES", None, None),
+    "fs_lvm_ssh": ("SYSTEM", "SYSTEM", "YES", None, None),
+    "qcow2": ("NONE", "SYSTEM", "YES", "YES", "FORMAT"),
+    "ssh": ("SYSTEM", "SYSTEM", "NO", "YES", "YES"),
+    "ceph": ("NONE", "SELF", "YES", "NO", "mixed"),
+    "iscsi_libvirt": ("NONE", "SELF", "YES", "NO", None),
+    "dev": ("NONE", "NONE", "YES", None, None),
+    "vcenter": ("NONE", "SYSTEM", "YES", None, None),
+}
+#: ``MARKET_MAD_CONF`` of the stock 6.10 oned.conf: REQUIRED_ATTRS, whether apps can be
+#: created/deleted (APP_ACTIONS), whether the market is public.
+MARKET_MAD_CONF: dict[str, tuple[tuple[str, ...], bool, bool]] = {
+    "one": ((), False, True),
+    "http": (("BASE_URL", "PUBLIC_DIR"), True, False),
+    "s3": (("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "REGION", "BUCKET"), True, False),
+    "linuxcontainers": ((), False, True),
+}
+BRIDGE_TYPES = {"ovswitch": "openvswitch", "ovswitch_vxlan": "openvswitch", "vcenter": "vcenter_port_groups"}
+
+IMAGE_LOCKED, IMAGE_READY_STATE, IMAGE_DISABLED, IMAGE_ERROR_STATE = 4, 1, 3, 5
+APP_READY, APP_DISABLED = 1, 4
+HOST_STATES = {HOST_ENABLED: 0, HOST_DISABLED: 4, HOST_OFFLINE: 8}
+VNET_READY, VNET_UPDATE_FAILURE = 1, 6
+
+
+def _warn(message: str) -> None:
+    from onetools.log import get_logger
+
+    get_logger(__name__).warning(message)
+
+
+def _method(kind: str, action: str) -> str:
+    return f"one.{kind}.{action}"
+
+
+def _name_error(name: str) -> str | None:
+    """oned's ``PoolObjectSQL::name_is_valid`` reason, or None for a valid name."""
+    if not name:
+        return "Invalid NAME, it cannot be empty"
+    if len(name) > NAME_MAX:
+        return f"Invalid NAME, max length is {NAME_MAX} chars"
+    if any(char in NAME_FORBIDDEN for char in name):
+        return "Invalid NAME, it cannot contain any of: " + " ".join(NAME_FORBIDDEN)
+    return None
+
+
+def _owner_columns(root: Element) -> tuple[int, int, int]:
+    bits = bodies.get_permissions(root)
+    if not bits:
+        return 1, 0, 0
+    return bits[0], bits[3], bits[6]
+
+
+class LocalOne(OneApi):
+    """The embedded store in ``home`` (see the module docstring)."""
+
+    backend_name = "embedded"
+
+    def __init__(self, home: Path | str) -> None:
+        self.home = Path(home).expanduser()
+        self.db_path = self.home / DB_FILE
+        self._refuse_oned_database()
+        self._prepare_home()
+        self._connection: sqlite3.Connection | None = None
+        self._keys: KeyFile | None = None
+        self._request = int(time.time() * 1000) % 1_000_000
+
+    # -- files ---------------------------------------------------------------------------
+    def _refuse_oned_database(self) -> None:
+        from onetools.db.connection import default_sqlite_path
+
+        target = os.path.realpath(self.db_path)
+        for live in {ONED_DATABASE, default_sqlite_path()}:
+            if target == os.path.realpath(live):
+                raise UsageError(
+                    f"Refusing to use {self.db_path} as the embedded store: it is oned's own "
+                    "database (give another --home or ONETOOLS_HOME)"
+                )
+
+    def _prepare_home(self) -> None:
+        try:
+            if not self.home.exists():
+                self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+                os.chmod(self.home, 0o700)
+            mode = stat.S_IMODE(self.home.stat().st_mode)
+            if mode & 0o077:
+                _warn(f"{self.home} was accessible to group/other (mode {mode:o}), set to 700")
+                os.chmod(self.home, 0o700)
+            for name in (DB_FILE, KEY_FILE):
+                path = self.home / name
+                if path.exists() and stat.S_IMODE(path.stat().st_mode) & 0o077:
+                    _warn(f"{path} was accessible to group/other, set to 600")
+                    os.chmod(path, 0o600)
+        except OSError as exc:
+            raise UsageError(f"Cannot use {self.home} as the embedded store: {exc}") from None
+
+    def _key_file(self) -> KeyFile:
+        if self._keys is None:
+            from onetools.one.secrets import KeyFile
+
+            self._keys = KeyFile(self.home / KEY_FILE)
+        return self._keys
+
+    # -- database ------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        if self._connection is None:
+            if not self.db_path.exists():
+                self._bootstrap()
+            connection = sqlite3.connect(
+                str(self.db_path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+            )
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            self._connection = connection
+        return self._connection
+
+    def _bootstrap(self) -> None:
+        import fcntl
+
+        lock_fd = os.open(self.home / f"{DB_FILE}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            if self.db_path.exists():  # another process bootstrapped while we waited
+                return
+            temporary = self.home / f".{DB_FILE}.{os.getpid()}.tmp"
+            temporary.unlink(missing_ok=True)
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            try:
+                self._bootstrap_file(temporary)
+                os.replace(temporary, self.db_path)
+            finally:
+                temporary.unlink(missing_ok=True)
+            directory = os.open(self.home, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        finally:
+            os.close(lock_fd)
+
+    def _bootstrap_file(self, path: Path) -> None:
+        from onetools.db.backends import open_backend
+        from onetools.db.backends.base import ConnectionSettings
+        from onetools.db.schema.bootstrap import bootstrap
+        from onetools.db.support import LATEST
+
+        backend = open_backend(ConnectionSettings(backend="sqlite", sqlite_file=str(path)), create=True)
+        try:
+            bootstrap(backend, LATEST)
+            connection: sqlite3.Connection = backend.connection  # type: ignore[attr-defined]
+            connection.execute("BEGIN IMMEDIATE")
+            self._insert_first_objects(connection)
+            connection.execute("COMMIT")
+            connection.execute("PRAGMA journal_mode = WAL")
+        finally:
+            backend.close()
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+    def _insert_first_objects(self, db: sqlite3.Connection) -> None:
+        """What oned creates on its first start besides users and groups."""
+        system_owner = bodies.Owner(permissions=bodies.SYSTEM_PERMISSIONS)
+        cluster = bodies.cluster(0, "default", Template([("RESERVED_CPU", ""), ("RESERVED_MEM", "")]))
+        bodies.set_ids(cluster, "DATASTORES", [0, 1, 2])
+        self._insert(db, CLUSTER, 0, cluster)
+        for oid, name, ds_type, ds_mad in (
+            (0, "system", "SYSTEM_DS", "-"),
+            (1, "default", "IMAGE_DS", "fs"),
+            (2, "files", "FILE_DS", "fs"),
+        ):
+            template = Template([("TM_MAD", "ssh"), ("TYPE", ds_type)])
+            if ds_mad != "-":
+                template.add("DS_MAD", ds_mad)
+            root = self._datastore_body(oid, name, system_owner, template, [0], "one.datastore.allocate")
+            self._insert(db, DATASTORE, oid, root)
+            db.execute("INSERT INTO cluster_datastore_relation (cid, oid) VALUES (0, ?)", (oid,))
+        for oid, name, mad, description in (
+            (0, "OpenNebula Public", "one", "OpenNebula Systems MarketPlace"),
+            (
+                1,
+                "Linux Containers",
+                "linuxcontainers",
+                "MarketPlace for the public image server for LXC at linuxcontainers.org",
+            ),
+        ):
+            template = Template([("DESCRIPTION", description), ("MARKET_MAD", mad)])
+            self._insert(db, MARKET, oid, bodies.marketplace(oid, name, system_owner, mad, template))
+        for table in ("cluster_pool", "datastore_pool", "marketplace_pool"):
+            db.execute(
+                "INSERT OR REPLACE INTO pool_control (tablename, last_oid) VALUES (?, 99)", (table,)
+            )
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed at the end, rolled back on error."""
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise InternalError(f"Cannot write {self.db_path}: {exc}") from None
+        try:
+            yield db
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # -- rows ----------------------------------------------------------------------------
+    def _next_id(self, db: sqlite3.Connection, kind: str) -> int:
+        table = TABLES[kind]
+        row = db.execute("SELECT last_oid FROM pool_control WHERE tablename = ?", (table,)).fetchone()
+        top = db.execute(f"SELECT MAX(oid) FROM {table}").fetchone()[0]
+        candidates = [int(v) for v in (row[0] if row else None, top) if v is not None]
+        new = max(candidates, default=-1) + 1
+        db.execute(
+            "INSERT INTO pool_control (tablename, last_oid) VALUES (?, ?) "
+            "ON CONFLICT(tablename) DO UPDATE SET last_oid = excluded.last_oid",
+            (table, new),
+        )
+        return new
+
+    def _columns(self, kind: str, root: Element) -> dict[str, object]:
+        """The row's columns as oned fills them, from the body."""
+        name = root.findtext("NAME") or ""
+        if kind in UNOWNED:
+            columns: dict[str, object] = {"name": name, "uid": -1, "gid": -1}
+        elif kind == USER:
+            columns = {"name": name, "uid": int(root.findtext("ID") or 0), "gid": int(root.findtext("GID") or 0)}
+        elif kind == GROUP:
+            columns = {"name": name, "uid": 0, "gid": 0}
+        else:
+            columns = {
+                "name": name,
+                "uid": int(root.findtext("UID") or 0),
+                "gid": int(root.findtext("GID") or 0),
+            }
+        columns["owner_u"], columns["group_u"], columns["other_u"] = _owner_columns(root)
+        if kind == HOST:
+            columns["state"] = int(root.findtext("STATE") or 0)
+            columns["cid"] = int(root.findtext("CLUSTER_ID") or -1)
+        elif kind == DOCUMENT:
+            columns["type"] = int(root.findtext("TYPE") or 0)
+        elif kind == VNET:
+            parent = root.findtext("PARENT_NETWORK_ID") or ""
+            columns["pid"] = int(parent) if parent.lstrip("-").isdigit() else -1
+        return columns
+
+    def _insert(self, db: sqlite3.Connection, kind: str, oid: int, root: Element) -> None:
+        columns = self._columns(kind, root)
+        names = ["oid", "body", *columns]
+        values = [oid, bodies.serialize(root), *columns.values()]
+        marks = ", ".join("?" for _ in names)
+        db.execute(f"INSERT INTO {TABLES[kind]} ({', '.join(names)}) VALUES ({marks})", values)
+
+    def _save(self, db: sqlite3.Connection, kind: str, oid: int, root: Element) -> None:
+        columns = self._columns(kind, root)
+        assignments = ", ".join(f"{name} = ?" for name in ["body", *columns])
+        db.execute(
+            f"UPDATE {TABLES[kind]} SET {assignments} WHERE oid = ?",
+            [bodies.serialize(root), *columns.values(), oid],
+        )
+
+    def _load(self, db: sqlite3.Connection, kind: str, oid: int, method: str) -> Element:
+        row = db.execute(f"SELECT body FROM {TABLES[kind]} WHERE oid = ?", (oid,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"[{method}] Error getting {MESSAGE_NAME[kind]} [{oid}].", oid)
+        return bodies.parse_body(row[0])
+
+    def _exists(self, db: sqlite3.Connection, kind: str, oid: int) -> bool:
+        return db.execute(f"SELECT 1 FROM {TABLES[kind]} WHERE oid = ?", (oid,)).fetchone() is not None
+
+    def _name_taken(self, db: sqlite3.Connection, kind: str, name: str, uid: int) -> int | None:
+        """The id of another object with ``name`` in ``kind``'s uniqueness scope."""
+        table = TABLES[kind]
+        if kind in GLOBAL_NAMES:
+            row = db.execute(f"SELECT oid FROM {table} WHERE name = ?", (name,)).fetchone()
+        elif kind in OWNER_NAMES:
+            row = db.execute(f"SELECT oid FROM {table} WHERE name = ? AND uid = ?", (name, uid)).fetchone()
+        else:
+            row = None
+        return None if row is None else int(row[0])
+
+    def _check_new_name(
+        self, db: sqlite3.Connection, kind: str, name: str, uid: int, fail: type[OneError], prefix: str
+    ) -> None:
+        reason = _name_error(name)
+        if reason:
+            raise fail(prefix + reason)
+        other = self._name_taken(db, kind, name, uid)
+        if other is not None:
+            dot = "" if kind in (MARKET, MARKETAPP) else "."
+            raise fail(f"{prefix}NAME is already taken by {TAKEN_TYPE[kind]} {other}{dot}")
+
+    def _check_lock(self, kind: str, root: Element, oid: int, method: str, op: int) -> None:
+        if kind not in LOCKABLE:
+            return
+        lock = bodies.get_lock(root)
+        if lock is not None and lock[0] <= op:
+            raise LockedError(
+                f"[{method}] User [0] : {LOCK_TYPE[kind]} is locked. [{oid}].", oid, lock_time=lock[2]
+            )
+
+    def _session_owner(self) -> Owner:
+        return bodies.Owner()
+
+    def _cluster_name(self, db: sqlite3.Connection, cluster_id: int, method: str) -> tuple[int, str]:
+        cid = 0 if cluster_id == -1 else cluster_id
+        row = db.execute("SELECT name FROM cluster_pool WHERE oid = ?", (cid,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"[{method}] Error getting cluster [{cid}].", cid)
+        return cid, str(row[0])
+
+    def _parse(self, template: str, method: str, fail: type[OneError] = InternalError) -> Template:
+        try:
+            return parse(template)
+        except InternalError as exc:
+            raise fail(f"[{method}] {exc.message}") from None
+
+    def _cluster_member(self, db: sqlite3.Connection, cid: int, collection: str, oid: int, add: bool) -> None:
+        root = self._load(db, CLUSTER, cid, "one.cluster.info")
+        ids = set(bodies.get_ids(root, collection))
+        if add:
+            ids.add(oid)
+        else:
+            ids.discard(oid)
+        bodies.set_ids(root, collection, ids)
+        self._save(db, CLUSTER, cid, root)
+
+    # -- connection ----------------------------------------------------------------------
+    def describe(self) -> str:
+        return f"embedded store {self.db_path}"
+
+    def version(self) -> str:
+        from onetools.db.support import LATEST
+
+        return LATEST
+
+    def whoami(self) -> Identity:
+        user = self.info(USER, 0)
+        return Identity(user.id, user.name, user.gid, user.ids("GROUPS"))
+
+    # -- allocate ------------------------------------------------------------------------
+    def allocate_cluster(self, name: str) -> int:
+        method = "one.cluster.allocate"
+        with self._write() as db:
+            self._check_new_name(db, CLUSTER, name, 0, InternalError, f"[{method}] ")
+            oid = self._next_id(db, CLUSTER)
+            template = Template([("RESERVED_CPU", ""), ("RESERVED_MEM", "")])
+            self._insert(db, CLUSTER, oid, bodies.cluster(oid, name, template))
+        return oid
+
+    def allocate_host(self, name: str, im_mad: str, vm_mad: str, cluster_id: int = -1) -> int:
+        method = "one.host.allocate"
+        with self._write() as db:
+            self._check_new_name(db, HOST, name, 0, InternalError, f"[{method}] ")
+            cid, cluster_name = self._cluster_name(db, cluster_id, method)
+            oid = self._next_id(db, HOST)
+            template = Template(
+                [("IM_MAD", im_mad), ("RESERVED_CPU", ""), ("RESERVED_MEM", ""), ("VM_MAD", vm_mad)]
+            )
+            root = bodies.host(oid, name, im_mad, vm_mad, cid, cluster_name, template)
+            self._insert(db, HOST, oid, root)
+            self._cluster_member(db, cid, "HOSTS", oid, add=True)
+        return oid
+
+    def _datastore_body(
+        self, oid: int, name: str, owner: Owner, template: Template, clusters: list[int], method: str
+    ) -> Element:
+        type_name = (template.get("TYPE") or "IMAGE_DS").upper()
+        if type_name not in bodies.DATASTORE_TYPES:
+            raise InternalError(f"[{method}] Invalid datastore TYPE: {type_name}")
+        ds_type = bodies.DATASTORE_TYPES[type_name]
+        template.set("TYPE", type_name)
+        ds_mad = template.get("DS_MAD") or ""
+        if type_name == "SYSTEM_DS":
+            ds_mad = ds_mad or "-"
+        elif not ds_mad:
+            raise InternalError(f"[{method}] No DS_MAD in template.")
+        tm_mad = template.get("TM_MAD") or ""
+        if not tm_mad:
+            raise InternalError(f"[{method}] No TM_MAD in template.")
+        if tm_mad not in TM_MAD_CONF:
+            raise InternalError(f'[{method}] TM_MAD named "{tm_mad}" is not defined in oned.conf')
+        ln_target, clone_target, shared, ds_migrate, orphans = TM_MAD_CONF[tm_mad]
+        disk_type_name = (template.get("DISK_TYPE") or "FILE").upper()
+        if disk_type_name not in bodies.DISK_TYPES:
+            raise InternalError(f"[{method}] Invalid DISK_TYPE: {disk_type_name}")
+        if type_name == "SYSTEM_DS":
+            if not template.has("SHARED"):
+                template.set("SHARED", shared)
+            if ds_migrate and not template.has("DS_MIGRATE"):
+                template.set("DS_MIGRATE", ds_migrate)
+        else:
+            for key, value in (
+                ("CLONE_TARGET", clone_target),
+                ("LN_TARGET", ln_target),
+                ("ALLOW_ORPHANS", orphans or "NO"),
+                ("DISK_TYPE", disk_type_name),
+            ):
+                if not template.has(key):
+                    template.set(key, value)
+            if not template.has("SAFE_DIRS") and not template.has("RESTRICTED_DIRS"):
+                template.set("SAFE_DIRS", "/var/tmp")
+                template.set("RESTRICTED_DIRS", "/")
+        return bodies.datastore(
+            oid, name, owner, ds_mad, tm_mad, ds_type, bodies.DISK_TYPES[disk_type_name], clusters, template
+        )
+
+    def allocate_datastore(self, template: str, cluster_id: int = -1) -> int:
+        method = "one.datastore.allocate"
+        parsed = self._parse(template, method)
+        name = parsed.pop("NAME")
+        if name is None:
+            raise InternalError(f"[{method}] No NAME in template.")
+        with self._write() as db:
+            self._check_new_name(db, DATASTORE, name, 0, InternalError, f"[{method}] ")
+            cid, _ = self._cluster_name(db, cluster_id, method)
+            oid = self._next_id(db, DATASTORE)
+            root = self._datastore_body(oid, name, self._session_owner(), parsed, [cid], method)
+            self._insert(db, DATASTORE, oid, root)
+            self._cluster_member(db, cid, "DATASTORES", oid, add=True)
+            db.execute("INSERT INTO cluster_datastore_relation (cid, oid) VALUES (?, ?)", (cid, oid))
+        return oid
+
+    def allocate_vnet(self, template: str, cluster_id: int = -1) -> int:
+        method = "one.vn.allocate"
+        parsed = self._parse(template, method)
+        name = parsed.pop("NAME")
+        if name is None:
+            raise InternalError(f"[{method}] No NAME in template.")
+        vn_mad = parsed.get("VN_MAD") or ""
+        if not vn_mad:
+            raise InternalError(f"[{method}] No VN_MAD in template for Virtual Network.")
+        ar_vectors = parsed.vectors("AR")
+        parsed.remove("AR")
+        with self._write() as db:
+            self._check_new_name(db, VNET, name, 0, InternalError, f"[{method}] ")
+            cid, _ = self._cluster_name(db, cluster_id, method)
+            oid = self._next_id(db, VNET)
+            vlan = parsed.get("VLAN_ID") or ""
+            bridge = parsed.get("BRIDGE") or (
+                f"onebr.{vlan}" if vlan and vn_mad in ("802.1Q", "vxlan") else f"onebr{oid}"
+            )
+            fields = {
+                "BRIDGE": bridge,
+                "BRIDGE_TYPE": parsed.get("BRIDGE_TYPE") or BRIDGE_TYPES.get(vn_mad, "linux"),
+                "STATE": str(VNET_READY),
+                "PREV_STATE": "0",
+                "VN_MAD": vn_mad,
+                "PHYDEV": parsed.get("PHYDEV") or "",
+                "VLAN_ID": vlan,
+                "OUTER_VLAN_ID": parsed.get("OUTER_VLAN_ID") or "",
+            }
+            for given, flag in (("AUTOMATIC_VLAN_ID", "VLAN_ID_AUTOMATIC"), ("AUTOMATIC_OUTER_VLAN_ID", "OUTER_VLAN_ID_AUTOMATIC")):
+                value = parsed.pop(given)
+                fields[flag] = "1" if (value or "").upper() == "YES" else "0"
+            parsed.set("BRIDGE", fields["BRIDGE"])
+            parsed.set("BRIDGE_TYPE", fields["BRIDGE_TYPE"])
+            parsed.set("PHYDEV", fields["PHYDEV"])
+            groups = [g.strip() for g in (parsed.get("SECURITY_GROUPS") or "").split(",") if g.strip()]
+            if "0" not in groups:
+                groups.append("0")
+            parsed.set("SECURITY_GROUPS", ",".join(groups))
+            ranges = []
+            for index, vector in enumerate(ar_vectors):
+                try:
+                    ranges.append(bodies.address_range(vector, index))
+                except ValueError as exc:
+                    raise InternalError(f"[{method}] {exc}") from None
+            root = bodies.vnet(oid, name, self._session_owner(), [cid], fields, parsed, ranges)
+            self._insert(db, VNET, oid, root)
+            self._cluster_member(db, cid, "VNETS", oid, add=True)
+            db.execute("INSERT INTO cluster_network_relation (cid, oid) VALUES (?, ?)", (cid, oid))
+        return oid
+
+    def allocate_image(self, template: str, datastore_id: int, no_check_capacity: bool = False) -> int:
+        method = "one.image.allocate"
+        prefix = f"[{method}] Error allocating a new image. "
+        parsed = self._parse(template, method, AllocateError)
+        name = parsed.pop("NAME")
+        if name is None:
+            raise AllocateError(prefix + "No NAME in template.")
+        type_name = (parsed.pop("TYPE") or "OS").upper()
+        if type_name not in bodies.IMAGE_TYPES or type_name == "BACKUP":
+            raise AllocateError(prefix + f"Wrong image TYPE: {type_name}")
+        path = parsed.pop("PATH") or ""
+        source = parsed.pop("SOURCE") or ""
+        image_format = parsed.pop("FORMAT") or ""
+        size_text = parsed.pop("SIZE") or ""
+        if path and source:
+            raise AllocateError(prefix + "Template malformed, PATH and SOURCE are mutually exclusive.")
+        if source and not image_format:
+            raise AllocateError(prefix + "FORMAT is mandatory when SOURCE is given.")
+        if not path and not source and not (type_name == "DATABLOCK" and size_text):
+            raise AllocateError(prefix + "No PATH nor SOURCE in template (a DATABLOCK needs SIZE).")
+        persistent = (parsed.pop("PERSISTENT") or "").upper() in ("YES", "1", "TRUE")
+        parsed.remove("FS")
+        if not parsed.has("DEV_PREFIX"):
+            parsed.set("DEV_PREFIX", "hd" if type_name == "CDROM" else "sd")
+        size, detected = _local_image_facts(path)
+        if size_text:
+            try:
+                size = int(float(size_text))
+            except ValueError:
+                raise AllocateError(prefix + f"Wrong SIZE: {size_text}") from None
+        with self._write() as db:
+            ds_root = self._load(db, DATASTORE, datastore_id, method)
+            ds_type = int(ds_root.findtext("TYPE") or 0)
+            if ds_type == 1:
+                raise AllocateError(prefix + "New images cannot be allocated in a system datastore.")
+            if ds_type == 3:
+                raise AllocateError(prefix + "New images cannot be allocated in a backup datastore.")
+            self._check_new_name(db, IMAGE, name, 0, AllocateError, prefix)
+            oid = self._next_id(db, IMAGE)
+            now = int(time.time())
+            if not source:
+                digest = hashlib.md5(f"{oid}:{now}:{path}:{os.getpid()}".encode()).hexdigest()
+                source = f"{bodies.BASE_PATH}/{datastore_id}/{digest}"
+            fields = {
+                "TYPE": bodies.IMAGE_TYPES[type_name],
+                "DISK_TYPE": int(ds_root.findtext("DISK_TYPE") or 0),
+                "PERSISTENT": int(persistent),
+                "REGTIME": now,
+                "SOURCE": source,
+                "PATH": path,
+                "FORMAT": image_format or detected or ("raw" if path else ""),
+                "SIZE": size,
+                # LOCKED (4) while a driver would copy; nothing copies here: READY at once.
+                "STATE": IMAGE_READY_STATE,
+                "PREV_STATE": IMAGE_LOCKED,
+            }
+            ds_name = ds_root.findtext("NAME") or ""
+            root = bodies.image(oid, name, self._session_owner(), fields, datastore_id, ds_name, parsed)
+            self._insert(db, IMAGE, oid, root)
+            bodies.set_ids(ds_root, "IMAGES", [*bodies.get_ids(ds_root, "IMAGES"), oid])
+            self._save(db, DATASTORE, datastore_id, ds_root)
+        return oid
+
+    def _allocate_plain(self, kind: str, template: str, required: tuple[str, ...] = ()) -> int:
+        method = _method(kind, "allocate")
+        parsed = self._parse(template, method)
+        name = parsed.pop("NAME")
+        if name is None:
+            raise InternalError(f"[{method}] No NAME in template.")
+        for key in required:
+            if not parsed.get(key):
+                raise InternalError(f"[{method}] No {key} in template.")
+        with self._write() as db:
+            self._check_new_name(db, kind, name, 0, InternalError, f"[{method}] ")
+            oid = self._next_id(db, kind)
+            build = bodies.vm_template if kind == TEMPLATE else bodies.vn_template
+            self._insert(db, kind, oid, build(oid, name, self._session_owner(), int(time.time()), parsed))
+        return oid
+
+    def allocate_template(self, template: str) -> int:
+        return self._allocate_plain(TEMPLATE, template)
+
+    def allocate_vntemplate(self, template: str) -> int:
+        return self._allocate_plain(VNTEMPLATE, template, ("VN_MAD",))
+
+    def allocate_document(self, template: str, doc_type: int) -> int:
+        method = "one.document.allocate"
+        parsed = self._parse(template, method)
+        name = parsed.pop("NAME")
+        if name is not None and len(name) > NAME_MAX:
+            raise InternalError(f"[{method}] Invalid NAME, max length is {NAME_MAX} chars")
+        with self._write() as db:
+            oid = self._next_id(db, DOCUMENT)
+            self._seal(parsed, oid)
+            root = bodies.document(oid, name or f"document-{oid}", self._session_owner(), doc_type, parsed)
+            self._insert(db, DOCUMENT, oid, root)
+        return oid
+
+    def _seal(self, template: Template, oid: int) -> None:
+        from onetools.one import secrets
+
+        sealed = [
+            (key, secrets.seal(value, self._key_file(), oid))
+            if key == secrets.ENCRYPTED_ATTRIBUTE and isinstance(value, str)
+            else (key, value)
+            for key, value in template.attributes
+        ]
+        template.attributes = sealed
+
+    def allocate_market(self, template: str) -> int:
+        method = "one.market.allocate"
+        parsed = self._parse(template, method)
+        name = parsed.pop("NAME")
+        if name is None:
+            raise InternalError(f"[{method}] No NAME in template.")
+        mad = parsed.get("MARKET_MAD") or ""
+        if not mad:
+            raise InternalError(f"[{method}] No marketplace driver (MARKET_MAD) in template.")
+        if mad not in MARKET_MAD_CONF:
+            raise InternalError(f'[{method}] MARKET_MAD_CONF named "{mad}" is not defined in oned.conf')
+        for key in MARKET_MAD_CONF[mad][0]:
+            if not parsed.get(key):
+                raise InternalError(
+                    f'[{method}] MarketPlace template is missing the "{key}" attribute or it\'s empty.'
+                )
+        with self._write() as db:
+            self._check_new_name(db, MARKET, name, 0, InternalError, f"[{method}] ")
+            oid = self._next_id(db, MARKET)
+            self._insert(db, MARKET, oid, bodies.marketplace(oid, name, self._session_owner(), mad, parsed))
+        return oid
+
+    def allocate_marketapp(self, template: str, market_id: int) -> int:
+        method = "one.marketapp.allocate"
+        parsed = self._parse(template, method)
+        name = parsed.pop("NAME")
+        if name is None:
+            raise InternalError(f"[{method}] No NAME in template.")
+        origin = parsed.pop("ORIGIN_ID")
+        if origin is None:
+            raise InternalError(f"[{method}] Missing ORIGIN_ID for the MARKETPLACEAPP")
+        for dropped in ("SOURCE", "SIZE", "MD5", "FORMAT", "REGTIME"):
+            parsed.remove(dropped)
+        type_name = (parsed.get("TYPE") or "IMAGE").upper()
+        app_type = bodies.APP_TYPES.get(type_name, 0)
+        if app_type == 0:
+            raise InternalError(f"[{method}] Marketplace app type not supported.")
+        with self._write() as db:
+            row = db.execute("SELECT body FROM marketplace_pool WHERE oid = ?", (market_id,)).fetchone()
+            if row is None:
+                raise InternalError(f"[{method}] Cannot find associated MARKETPLACE")
+            market = bodies.parse_body(row[0])
+            market_name = market.findtext("NAME") or ""
+            mad = market.findtext("MARKET_MAD") or ""
+            if not MARKET_MAD_CONF.get(mad, ((), True, False))[1]:
+                raise ActionError(f"[{method}] Create disabled for market: {market_name}")
+            size, image_format = 0, ""
+            if app_type == 1:
+                try:
+                    image = self._load(db, IMAGE, int(origin), method)
+                except (ValueError, NotFoundError):
+                    raise InternalError(f"[{method}] Image does not exist.") from None
+                self._check_lock(IMAGE, image, int(origin), method, OP_USE)
+                size = int(image.findtext("SIZE") or 0)
+                image_format = image.findtext("FORMAT") or ""
+            self._check_new_name(db, MARKETAPP, name, 0, InternalError, f"[{method}] ")
+            oid = self._next_id(db, MARKETAPP)
+            fields = {
+                "REGTIME": int(time.time()),
+                "ORIGIN_ID": origin,
+                "SOURCE": "",
+                "MD5": "",
+                "SIZE": size,
+                "DESCRIPTION": parsed.get("DESCRIPTION") or "",
+                "VERSION": parsed.get("VERSION") or "0.0",
+                "FORMAT": image_format,
+                "APPTEMPLATE64": parsed.get("APPTEMPLATE64") or "",
+                "STATE": APP_READY,
+                "TYPE": app_type,
+            }
+            root = bodies.marketplace_app(
+                oid, name, self._session_owner(), fields, market_id, market_name, parsed
+            )
+            self._insert(db, MARKETAPP, oid, root)
+            bodies.set_ids(market, "MARKETPLACEAPPS", [*bodies.get_ids(market, "MARKETPLACEAPPS"), oid])
+            self._save(db, MARKET, market_id, market)
+        return oid
+
+    def allocate_user(
+        self, name: str, password: str, driver: str = "core", group_ids: Sequence[int] = ()
+    ) -> int:
+        method = "one.user.allocate"
+        if driver == "core" and not password:
+            raise InternalError(f"[{method}] Invalid password, it cannot be empty")
+        with self._write() as db:
+            self._check_new_name(db, USER, name, 0, InternalError, f"[{method}] ")
+            groups = list(group_ids) or [1]
+            group_roots = {gid: self._load(db, GROUP, gid, method) for gid in groups}
+            oid = self._next_id(db, USER)
+            stored = hashlib.sha256(password.encode()).hexdigest() if driver == "core" else password
+            gname = group_roots[groups[0]].findtext("NAME") or ""
+            self._insert(db, USER, oid, bodies.user(oid, name, groups[0], gname, groups, stored, driver))
+            db.execute("INSERT INTO user_quotas (user_oid, body) VALUES (?, ?)", (oid, _empty_quotas(oid)))
+            for gid, root in group_roots.items():
+                bodies.set_ids(root, "USERS", [*bodies.get_ids(root, "USERS"), oid])
+                self._save(db, GROUP, gid, root)
+        return oid
+
+    def allocate_group(self, name: str) -> int:
+        method = "one.group.allocate"
+        with self._write() as db:
+            self._check_new_name(db, GROUP, name, 0, InternalError, f"[{method}] ")
+            oid = self._next_id(db, GROUP)
+            self._insert(db, GROUP, oid, bodies.group(oid, name))
+            db.execute("INSERT INTO group_quotas (group_oid, body) VALUES (?, ?)", (oid, _empty_quotas(oid)))
+        return oid
+
+    # -- reading -------------------------------------------------------------------------
+    def info(self, kind: str, oid: int, decrypt: bool = False) -> OneObject:
+        method = _method(kind, "info")
+        _check_kind(kind)
+        db = self._db()
+        if oid == -1 and kind in (USER, GROUP):
+            oid = 0  # the session's user and its group
+        row = db.execute(f"SELECT body FROM {TABLES[kind]} WHERE oid = ?", (oid,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"[{method}] Error getting {MESSAGE_NAME[kind]} [{oid}].", oid)
+        body: str = row[0]
+        if kind == VNET:
+            body = bodies.serialize(bodies.vnet_info_form(bodies.parse_body(body)))
+        elif kind in (USER, GROUP):
+            body = self._with_quotas(db, kind, oid, body, defaults=True)
+        elif kind == DOCUMENT and decrypt:
+            body = self._decrypted(oid, body)
+        return OneObject(kind, body)
+
+    def _with_quotas(self, db: sqlite3.Connection, kind: str, oid: int, body: str, defaults: bool) -> str:
+        table, key = (("user_quotas", "user_oid") if kind == USER else ("group_quotas", "group_oid"))
+        quota = db.execute(f"SELECT body FROM {table} WHERE {key} = ?", (oid,)).fetchone()
+        default_text = None
+        if defaults:
+            name = "DEFAULT_USER_QUOTAS" if kind == USER else "DEFAULT_GROUP_QUOTAS"
+            found = db.execute("SELECT body FROM system_attributes WHERE name = ?", (name,)).fetchone()
+            default_text = found[0] if found else f"<{name}></{name}>"
+        return bodies.with_quotas(body, quota[0] if quota else None, default_text)
+
+    def _decrypted(self, oid: int, body: str) -> str:
+        from onetools.one import secrets
+
+        if secrets.ENCRYPTED_ATTRIBUTE not in body:
+            return body
+        root = bodies.parse_body(body)
+        template = root.find("TEMPLATE")
+        if template is None:
+            return body
+        for element in template.findall(secrets.ENCRYPTED_ATTRIBUTE):
+            if len(element) == 0 and element.text:
+                element.text = secrets.unseal(element.text, self._key_file(), oid)
+        return bodies.serialize(root)
+
+    def pool(
+        self,
+        kind: str,
+        filter_flag: int = FILTER_ALL,
+        start: int = -1,
+        end: int = -1,
+        doc_type: int | None = None,
+    ) -> list[OneObject]:
+        _check_kind(kind)
+        method = f"one.{kind}pool.info"
+        where: list[str] = []
+        params: list[object] = []
+        limit = ""
+        if kind == DOCUMENT:
+            if doc_type is None:
+                raise ApiError(f"[{method}] The document type is required")
+            where.append("type = ?")
+            params.append(doc_type)
+        if kind not in UNFILTERED_POOLS:
+            if filter_flag < FILTER_PRIMARY_GROUP:
+                raise ApiError(f"[{method}] Incorrect filter_flag")
+            # The session is oneadmin (uid 0, primary and only group 0), an admin: "all" is
+            # every object; the other flags filter on owner and group as oned's SQL does.
+            if filter_flag == FILTER_PRIMARY_GROUP:
+                where.append("gid = 0")
+            elif filter_flag == FILTER_MINE:
+                where.append("uid = 0")
+            elif filter_flag == FILTER_GROUP:
+                where.append("(uid = 0 OR gid IN (0))")
+            elif filter_flag >= 0:
+                where.append("uid = ?")
+                params.append(filter_flag)
+            if end < -1:
+                limit = f" LIMIT {-end} OFFSET {max(start, 0)}"
+            elif start != -1:
+                where.append("oid >= ?")
+                params.append(start)
+                if end != -1:
+                    where.append("oid <= ?")
+                    params.append(end)
+        sql = f"SELECT oid, body FROM {TABLES[kind]}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY oid" + limit
+        rows = self._db().execute(sql, params).fetchall()
+        if kind in (USER, GROUP):
+            db = self._db()
+            return [OneObject(kind, self._with_quotas(db, kind, oid, body, False)) for oid, body in rows]
+        return [OneObject(kind, body) for _oid, body in rows]
+
+    # -- generic operations --------------------------------------------------------------
+    def update(self, kind: str, oid: int, template: str, merge: bool = False) -> int:
+        _check_kind(kind)
+        method = _method(kind, "update")
+        parsed = self._parse(template, method)
+        with self._write() as db:
+            root = self._load(db, kind, oid, method)
+            self._check_lock(kind, root, oid, method, OP_MANAGE)
+            if kind == DOCUMENT:
+                self._seal(parsed, oid)
+            if merge:
+                merged = bodies.template_of(root)
+                merged.merge(parsed)
+                parsed = merged
+            self._after_update(kind, root, parsed)
+            bodies.replace_template(root, parsed)
+            self._save(db, kind, oid, root)
+        return oid
+
+    def _after_update(self, kind: str, root: Element, template: Template) -> None:
+        """Top-level fields oned refreshes from an updated template."""
+        synced: tuple[str, ...] = ()
+        if kind == DATASTORE:
+            synced = ("DS_MAD", "TM_MAD")
+        elif kind == MARKETAPP:
+            synced = ("DESCRIPTION", "VERSION", "APPTEMPLATE64")
+        for key in synced:
+            value = template.get(key)
+            if value:
+                bodies.set_text(root, key, value)
+
+    def delete(self, kind: str, oid: int, force: bool = False, recursive: bool = False) -> int:
+        _check_kind(kind)
+        method = _method(kind, "delete")
+        with self._write() as db:
+            self._delete(db, kind, oid, method, force, recursive)
+        return oid
+
+    def _delete(
+        self, db: sqlite3.Connection, kind: str, oid: int, method: str, force: bool, recursive: bool
+    ) -> None:
+        root = self._load(db, kind, oid, method)
+        self._check_lock(kind, root, oid, method, OP_MANAGE)
+        prefix = f"[{method}] Cannot delete {MESSAGE_NAME[kind]}. "
+        if kind == CLUSTER:
+            if oid < 100:
+                raise ActionError(prefix + "System Clusters (ID < 100) cannot be deleted.", oid)
+            for collection, noun in (("HOSTS", "hosts"), ("DATASTORES", "datastores"), ("VNETS", "vnets")):
+                count = len(bodies.get_ids(root, collection))
+                if count:
+                    raise ActionError(
+                        prefix + f"Cluster {oid} is not empty, it contains {count} {noun}.", oid
+                    )
+        elif kind == HOST:
+            if bodies.get_ids(root, "VMS"):
+                raise ActionError(prefix + "Can not remove a host with running VMs", oid)
+            cid = int(root.findtext("CLUSTER_ID") or -1)
+            if cid >= 0 and self._exists(db, CLUSTER, cid):
+                self._cluster_member(db, cid, "HOSTS", oid, add=False)
+        elif kind == DATASTORE:
+            if bodies.get_ids(root, "IMAGES"):
+                raise ActionError(prefix + f"Datastore {oid} is not empty.", oid)
+            self._leave_clusters(db, "DATASTORES", "cluster_datastore_relation", root, oid)
+        elif kind == VNET:
+            if int(root.findtext("USED_LEASES") or 0):
+                raise ActionError(prefix + "Can not remove a virtual network with leases in use", oid)
+            self._leave_clusters(db, "VNETS", "cluster_network_relation", root, oid)
+        elif kind == IMAGE:
+            state = int(root.findtext("STATE") or 0)
+            if state in (IMAGE_LOCKED, 9, 10) and not force:
+                raise InternalError(f"[{method}] Image locked, use --force flag to delete it", oid)
+            if bodies.get_ids(root, "VMS"):
+                raise ActionError(prefix + "The image is used by VMs.", oid)
+            ds = int(root.findtext("DATASTORE_ID") or -1)
+            if self._exists(db, DATASTORE, ds):
+                ds_root = self._load(db, DATASTORE, ds, method)
+                bodies.set_ids(ds_root, "IMAGES", [i for i in bodies.get_ids(ds_root, "IMAGES") if i != oid])
+                self._save(db, DATASTORE, ds, ds_root)
+        elif kind == TEMPLATE and recursive:
+            for disk in bodies.template_of(root).vectors("DISK"):
+                image_id = dict(disk).get("IMAGE_ID", "")
+                if image_id.isdigit() and self._exists(db, IMAGE, int(image_id)):
+                    self._delete(db, IMAGE, int(image_id), method, force, False)
+        elif kind == MARKET:
+            apps = bodies.get_ids(root, "MARKETPLACEAPPS")
+            mad = root.findtext("MARKET_MAD") or ""
+            if apps and not MARKET_MAD_CONF.get(mad, ((), True, False))[2]:
+                raise ActionError(f"[{method}] Cannot delete marketplace. Marketplace {oid} is not empty.", oid)
+            db.execute(f"DELETE FROM marketplaceapp_pool WHERE oid IN ({','.join('?' * len(apps))})", apps)
+        elif kind == MARKETAPP:
+            market = int(root.findtext("MARKETPLACE_ID") or -1)
+            if self._exists(db, MARKET, market):
+                market_root = self._load(db, MARKET, market, method)
+                bodies.set_ids(
+                    market_root, "MARKETPLACEAPPS", [a for a in bodies.get_ids(market_root, "MARKETPLACEAPPS") if a != oid]
+                )
+                self._save(db, MARKET, market, market_root)
+        elif kind == USER:
+            if oid == 0:
+                raise ActionError(prefix + "oneadmin cannot be deleted.", oid)
+            for gid in bodies.get_ids(root, "GROUPS"):
+                if self._exists(db, GROUP, gid):
+                    group = self._load(db, GROUP, gid, method)
+                    bodies.set_ids(group, "USERS", [u for u in bodies.get_ids(group, "USERS") if u != oid])
+                    self._save(db, GROUP, gid, group)
+            db.execute("DELETE FROM user_quotas WHERE user_oid = ?", (oid,))
+        elif kind == GROUP:
+            if oid < 100:
+                raise ActionError(prefix + "System Groups (ID < 100) cannot be deleted.", oid)
+            if bodies.get_ids(root, "USERS"):
+                raise ActionError(prefix + "Group has users.", oid)
+            db.execute("DELETE FROM group_quotas WHERE group_oid = ?", (oid,))
+        db.execute(f"DELETE FROM {TABLES[kind]} WHERE oid = ?", (oid,))
+
+    def _leave_clusters(self, db: sqlite3.Connection, collection: str, relation: str, root: Element, oid: int) -> None:
+        for cid in bodies.get_ids(root, "CLUSTERS"):
+            if self._exists(db, CLUSTER, cid):
+                self._cluster_member(db, cid, collection, oid, add=False)
+        db.execute(f"DELETE FROM {relation} WHERE oid = ?", (oid,))
+
+    def rename(self, kind: str, oid: int, name: str) -> int:
+        _check_kind(kind)
+        method = _method(kind, "rename")
+        with self._write() as db:
+            root = self._load(db, kind, oid, method)
+            self._check_lock(kind, root, oid, method, OP_MANAGE)
+            reason = _name_error(name)
+            if reason:
+                raise ActionError(f"[{method}] {reason}", oid)
+            uid = int(root.findtext("UID") or 0)
+            other = self._name_taken(db, kind, name, uid)
+            if other is not None and other != oid:
+                noun = MESSAGE_NAME[kind]
+                raise ActionError(
+                    f"[{method}] {noun} cannot be renamed to {name} because it collides with "
+                    f"{noun} {other}",
+                    oid,
+                )
+            bodies.set_text(root, "NAME", name)
+            self._save(db, kind, oid, root)
+            # Children carry their parent's name: keep them right (onedb fsck checks them).
+            for child_kind, id_path, name_path in {
+                CLUSTER: [(HOST, "CLUSTER_ID", "CLUSTER")],
+                DATASTORE: [(IMAGE, "DATASTORE_ID", "DATASTORE")],
+                MARKET: [(MARKETAPP, "MARKETPLACE_ID", "MARKETPLACE")],
+            }.get(kind, []):
+                children = {HOST: "HOSTS", IMAGE: "IMAGES", MARKETAPP: "MARKETPLACEAPPS"}[child_kind]
+                for child in bodies.get_ids(root, children):
+                    if not self._exists(db, child_kind, child):
+                        continue
+                    child_root = self._load(db, child_kind, child, method)
+                    if int(child_root.findtext(id_path) or -1) == oid:
+                        bodies.set_text(child_root, name_path, name)
+                        self._save(db, child_kind, child, child_root)
+        return oid
+
+    def chown(self, kind: str, oid: int, uid: int = -1, gid: int = -1) -> int:
+        _check_kind(kind)
+        method = _method(kind, "chown" if kind != USER else "chgrp")
+        if kind in UNOWNED or kind == GROUP:
+            raise ApiError(f"one.{kind}.chown is not an OpenNebula method")
+        with self._write() as db:
+            root = self._load(db, kind, oid, method)
+            if kind == USER:
+                if gid != -1:
+                    self._change_primary_group(db, root, oid, gid, method)
+                return oid
+            self._check_lock(kind, root, oid, method, OP_MANAGE)
+            if uid != -1:
+                user = self._load(db, USER, uid, method)
+                name = root.findtext("NAME") or ""
+                if kind in OWNER_NAMES:
+                    other = self._name_taken(db, kind, name, uid)
+                    if other is not None and other != oid:
+                        raise ActionError(
+                            f"[{method}] Cannot change owner: user {uid} already owns "
+                            f"{TAKEN_TYPE[kind]} {other} named {name}",
+                            oid,
+                        )
+                bodies.set_text(root, "UID", uid)
+                bodies.set_text(root, "UNAME", user.findtext("NAME") or "")
+            if gid != -1:
+                group = self._load(db, GROUP, gid, method)
+                bodies.set_text(root, "GID", gid)
+                bodies.set_text(root, "GNAME", group.findtext("NAME") or "")
+            self._save(db, kind, oid, root)
+        return oid
+
+    def _change_primary_group(self, db: sqlite3.Connection, root: Element, oid: int, gid: int, method: str) -> None:
+        new_group = self._load(db, GROUP, gid, method)
+        old = int(root.findtext("GID") or 0)
+        if old == gid:
+            return
+        groups = [g for g in bodies.get_ids(root, "GROUPS") if g != old] + [gid]
+        bodies.set_text(root, "GID", gid)
+        bodies.set_text(root, "GNAME", new_group.findtext("NAME") or "")
+        bodies.set_ids(root, "GROUPS", groups)
+        self._save(db, USER, oid, root)
+        if self._exists(db, GROUP, old):
+            old_group = self._load(db, GROUP, old, method)
+            bodies.set_ids(old_group, "USERS", [u for u in bodies.get_ids(old_group, "USERS") if u != oid])
+            self._save(db, GROUP, old, old_group)
+        bodies.set_ids(new_group, "USERS", [*bodies.get_ids(new_group, "USERS"), oid])
+        self._save(db, GROUP, gid, new_group)
+
+    def chmod(self, kind: str, oid: int, permissions: Permissions) -> int:
+        _check_kind(kind)
+        method = _method(kind, "chmod")
+        if kind in UNOWNED or kind in (USER, GROUP):
+            raise ApiError(f"one.{kind}.chmod is not an OpenNebula method")
+        with self._write() as db:
+            root = self._load(db, kind, oid, method)
+            current = bodies.get_permissions(root)
+            wanted = [old if new == -1 else new for old, new in zip(current, permissions.bits, strict=True)]
+            admin_bits_change = any(current[i] != wanted[i] for i in (2, 5, 8))
+            self._check_lock(kind, root, oid, method, OP_ADMIN if admin_bits_change else OP_MANAGE)
+            element = root.find("PERMISSIONS")
+            assert element is not None
+            for field, bit in zip(bodies.PERMISSION_FIELDS, wanted, strict=True):
+                bodies.set_text(element, field, bit)
+            self._save(db, kind, oid, root)
+        return oid
+
+    # -- hosts, clusters, networks, images ---------------------------------------------------
+    def host_status(self, oid: int, status: int) -> int:
+        method = "one.host.status"
+        if status not in HOST_STATES:
+            raise InternalError(f"[{method}] Wrong status code", oid)
+        with self._write() as db:
+            root = self._load(db, HOST, oid, method)
+            bodies.set_text(root, "PREV_STATE", root.findtext("STATE") or "0")
+            bodies.set_text(root, "STATE", HOST_STATES[status])
+            self._save(db, HOST, oid, root)
+        return oid
+
+    _CLUSTER_METHODS = {HOST: "host", DATASTORE: "datastore", VNET: "vnet"}
+
+    def cluster_add(self, cluster_id: int, kind: str, oid: int) -> int:
+        return self._cluster_change(cluster_id, kind, oid, add=True)
+
+    def cluster_remove(self, cluster_id: int, kind: str, oid: int) -> int:
+        return self._cluster_change(cluster_id, kind, oid, add=False)
+
+    def _cluster_change(self, cluster_id: int, kind: str, oid: int, add: bool) -> int:
+        if kind not in self._CLUSTER_METHODS:
+            raise ApiError(f"Clusters hold hosts, datastores and vnets, not {kind}")
+        method = f"one.cluster.{'add' if add else 'del'}{self._CLUSTER_METHODS[kind]}"
+        with self._write() as db:
+            if kind == HOST:
+                target = cluster_id if add else 0  # delhost moves the host to the default cluster
+                cluster = self._load(db, CLUSTER, target, method)
+                host = self._load(db, HOST, oid, method)
+                old = int(host.findtext("CLUSTER_ID") or -1)
+                if old == target:
+                    return cluster_id if add else 0
+                if old >= 0 and self._exists(db, CLUSTER, old):
+                    self._cluster_member(db, old, "HOSTS", oid, add=False)
+                bodies.set_text(host, "CLUSTER_ID", target)
+                bodies.set_text(host, "CLUSTER", cluster.findtext("NAME") or "")
+                self._save(db, HOST, oid, host)
+                self._cluster_member(db, target, "HOSTS", oid, add=True)
+                return cluster_id if add else 0
+            self._load(db, CLUSTER, cluster_id, method)
+            root = self._load(db, kind, oid, method)
+            self._check_lock(kind, root, oid, method, OP_ADMIN)
+            collection, relation = (
+                ("DATASTORES", "cluster_datastore_relation")
+                if kind == DATASTORE
+                else ("VNETS", "cluster_network_relation")
+            )
+            clusters = set(bodies.get_ids(root, "CLUSTERS"))
+            if add == (cluster_id in clusters):
+                if add:
+                    return cluster_id
+                raise ActionError(
+                    f"[{method}] {MESSAGE_NAME[kind].capitalize()} {oid} is not in cluster {cluster_id}.", oid
+                )
+            if add:
+                clusters.add(cluster_id)
+                db.execute(f"INSERT OR IGNORE INTO {relation} (cid, oid) VALUES (?, ?)", (cluster_id, oid))
+            else:
+                clusters.discard(cluster_id)
+                db.execute(f"DELETE FROM {relation} WHERE cid = ? AND oid = ?", (cluster_id, oid))
+            bodies.set_ids(root, "CLUSTERS", clusters)
+            self._save(db, kind, oid, root)
+            self._cluster_member(db, cluster_id, collection, oid, add=add)
+        return cluster_id
+
+    def _vnet_for_ar(self, db: sqlite3.Connection, oid: int, method: str) -> Element:
+        root = self._load(db, VNET, oid, method)
+        self._check_lock(VNET, root, oid, method, OP_ADMIN)
+        state = int(root.findtext("STATE") or 0)
+        if state not in (VNET_READY, VNET_UPDATE_FAILURE):
+            raise ActionError(f"Could not execute {method}Virtual Network is in wrong state: {state}", oid)
+        return root
+
+    def vnet_add_ar(self, oid: int, ar_template: str) -> int:
+        method = "one.vn.add_ar"
+        parsed = self._parse(ar_template, method)
+        vectors = parsed.vectors("AR")
+        if not vectors:
+            raise InternalError(f"[{method}] Wrong AR definition: no AR vector in the template", oid)
+        with self._write() as db:
+            root = self._vnet_for_ar(db, oid, method)
+            pool = root.find("AR_POOL")
+            assert pool is not None
+            next_id = max((int(ar.findtext("AR_ID") or 0) for ar in pool), default=-1) + 1
+            for index, vector in enumerate(vectors):
+                try:
+                    bodies.add_address_range(pool, bodies.address_range(vector, next_id + index))
+                except ValueError as exc:
+                    raise InternalError(f"[{method}] {exc}", oid) from None
+            self._save(db, VNET, oid, root)
+        return oid
+
+    def vnet_rm_ar(self, oid: int, ar_id: int, force: bool = False) -> int:
+        method = "one.vn.rm_ar"
+        with self._write() as db:
+            root = self._vnet_for_ar(db, oid, method)
+            pool = root.find("AR_POOL")
+            assert pool is not None
+            for ar in pool.findall("AR"):
+                if int(ar.findtext("AR_ID") or -1) == ar_id:
+                    if (ar.findtext("ALLOCATED") or "").strip() and not force:
+                        raise InternalError(f"[{method}] Address Range {ar_id} has leases in use", oid)
+                    pool.remove(ar)
+                    break
+            else:
+                raise InternalError(f"[{method}] Address Range {ar_id} does not exist", oid)
+            used = sum(len((ar.findtext("ALLOCATED") or "").split()) // 2 for ar in pool)
+            bodies.set_text(root, "USED_LEASES", used)
+            self._save(db, VNET, oid, root)
+        return oid
+
+    def enable(self, kind: str, oid: int, enable: bool) -> int:
+        _check_kind(kind)
+        method = _method(kind, "enable")
+        if kind not in (IMAGE, MARKET, MARKETAPP, DATASTORE):
+            raise ApiError(f"one.{kind}.enable is not an OpenNebula method")
+        with self._write() as db:
+            root = self._load(db, kind, oid, method)
+            self._check_lock(kind, root, oid, method, OP_MANAGE)
+            state = int(root.findtext("STATE") or 0)
+            if kind == IMAGE:
+                allowed = (IMAGE_DISABLED, IMAGE_ERROR_STATE, IMAGE_READY_STATE) if enable else (IMAGE_READY_STATE, IMAGE_DISABLED)
+                if state not in allowed:
+                    verb = "enable" if enable else "disable"
+                    raise InternalError(f"[{method}] Could not {verb} image: Image cannot be in state {state}.", oid)
+                new = IMAGE_READY_STATE if enable else IMAGE_DISABLED
+            elif kind == MARKETAPP:
+                new = state
+                if state in (APP_READY, APP_DISABLED):  # other states: a silent no-op
+                    new = APP_READY if enable else APP_DISABLED
+            elif kind == DATASTORE:
+                if int(root.findtext("TYPE") or 0) != 1:
+                    raise InternalError(f"[{method}] Only SYSTEM_DS can be disabled or enabled", oid)
+                new = 0 if enable else 1
+            else:
+                new = 0 if enable else 1
+                apps = bodies.get_ids(root, "MARKETPLACEAPPS")
+                if not enable and apps:  # disabling a market drops its app records
+                    db.execute(f"DELETE FROM marketplaceapp_pool WHERE oid IN ({','.join('?' * len(apps))})", apps)
+                    bodies.set_ids(root, "MARKETPLACEAPPS", [])
+            bodies.set_text(root, "STATE", new)
+            self._save(db, kind, oid, root)
+        return oid
+
+    # -- locks ---------------------------------------------------------------------------
+    def lock(self, kind: str, oid: int, level: int, test: bool = False) -> int:
+        _check_kind(kind)
+        method = _method(kind, "lock")
+        if kind not in LOCKABLE:
+            raise AuthorizationError(f"[{method}] Object cannot be locked.", oid)
+        if level == LOCK_ALL:
+            level = LOCK_USE
+        if level not in (LOCK_USE, LOCK_MANAGE, LOCK_ADMIN):
+            raise ActionError(f"[{method}] Wrong lock level specified", oid)
+        with self._write() as db:
+            root = self._load(db, kind, oid, method)
+            current = bodies.get_lock(root)
+            if current is not None and test:
+                raise LockedError(f"[{method}] {current[2]}", oid, lock_time=current[2])
+            self._request += 1
+            bodies.set_lock(root, (level, 0, int(time.time()), self._request))
+            self._save(db, kind, oid, root)
+        return oid
+
+    def unlock(self, kind: str, oid: int) -> int:
+        _check_kind(kind)
+        method = _method(kind, "unlock")
+        if kind not in LOCKABLE:
+            raise AuthorizationError(f"[{method}] Object cannot be locked.", oid)
+        with self._write() as db:
+            root = self._load(db, kind, oid, method)
+            if bodies.get_lock(root) is not None:
+                bodies.set_lock(root, None)
+                self._save(db, kind, oid, root)
+        return oid
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ApiError(f"Unknown object kind '{kind}' (one of {', '.join(KINDS)})")
+
+
+def _empty_quotas(oid: int) -> str:
+    """The quota row of a new user or group: every section empty (as the bootstrap writes)."""
+    return (
+        f"<QUOTAS><ID>{oid}</ID><DATASTORE_QUOTA></DATASTORE_QUOTA><NETWORK_QUOTA></NETWORK_QUOTA>"
+        "<VM_QUOTA></VM_QUOTA><IMAGE_QUOTA></IMAGE_QUOTA></QUOTAS>"
+    )
+
+
+def _local_image_facts(path: str) -> tuple[int, str]:
+    """Size in MiB (rounded up) and format (``qcow2``/``raw``) of a local image file, as the
+    datastore driver would find them; ``(0, "")`` for URLs or missing files."""
+    if not path or "://" in path:
+        return 0, ""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            magic = handle.read(4)
+    except OSError:
+        return 0, ""
+    return (size + 1024 * 1024 - 1) // (1024 * 1024), "qcow2" if magic == b"QFI\xfb" else "raw"
