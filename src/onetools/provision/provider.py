@@ -129,11 +129,13 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def document_template(name: str, body: Mapping[str, Any], plain: Mapping[str, Any]) -> str:
-    """The ``<TEMPLATE>`` XML written on allocate and on every update (update type 0 replaces
-    the whole template, so every part is always written)."""
+def document_template(name: str | None, body: Mapping[str, Any], plain: Mapping[str, Any]) -> str:
+    """The ``<TEMPLATE>`` XML of allocate (with ``name``) and update (``name=None``: oned
+    moves NAME out of the template on allocate, and update type 0 replaces the whole
+    template, so both other parts are always written)."""
+    head = f"<NAME>{_escape(name)}</NAME>" if name is not None else ""
     return (
-        f"<TEMPLATE><NAME>{_escape(name)}</NAME>"
+        f"<TEMPLATE>{head}"
         f"<PLAIN>{_cdata(_dumps(plain))}</PLAIN>"
         f"<PROVISION_BODY>{_cdata(_dumps(body))}</PROVISION_BODY></TEMPLATE>"
     )
@@ -524,7 +526,7 @@ def update_provider(
         from onetools import log
 
         log.get_logger("provider").debug("Updating provider document %d", oid)
-        one.update(DOCUMENT, oid, document_template(current.name, body, new_plain))
+        one.update(DOCUMENT, oid, document_template(None, body, new_plain))
     return True
 
 
