@@ -185,8 +185,9 @@ def prepare_for_zsh(parser: argparse.ArgumentParser) -> None:
             for subparser in action.choices.values():
                 subparser.description = None
                 prepare_for_zsh(subparser)
-        elif isinstance(action.metavar, str) and ":" in action.metavar:
-            action.metavar = action.metavar.replace(":", "\\:")
+        elif isinstance(action.metavar, str):
+            # Parent parsers' actions are shared by the commands: escape only once.
+            action.metavar = re.sub(r"(?<!\\):", r"\\:", action.metavar)
 
 
 # -- completions -------------------------------------------------------------------------------
@@ -372,8 +373,8 @@ def options_block(
 
 
 def short_description(tool: Tool, parser: argparse.ArgumentParser) -> str:
-    """What the NAME line says: the CLI module's docstring summary (``\\`\\`tool\\`\\`: ...``),
-    else the first sentence of the parser's description."""
+    """What the NAME line says: the CLI module docstring's first line when it reads
+    ``"``tool``: summary."``, else the first sentence of the parser's description."""
     module = importlib.import_module(tool.factory.partition(":")[0])
     summary = (module.__doc__ or "").strip().splitlines()[:1]
     match = re.fullmatch(rf"``{re.escape(tool.name)}``:\s*(.+?)\.?", summary[0] if summary else "")
@@ -383,94 +384,130 @@ def short_description(tool: Tool, parser: argparse.ArgumentParser) -> str:
     return re.split(r"(?<=[a-z)])[.:] ", description)[0].rstrip(".")
 
 
-def man_page(tool: Tool, version: str) -> str:
-    parser = load_parser(tool)
-    commands = subcommands(parser)
-    top_actions = visible_actions(parser)
-    top_signatures = {action_signature(action) for action in top_actions}
-    # Options every command takes (logging, -h, most connection options) are described once.
-    common_signatures: set[tuple[object, ...]] = set()
-    if len(commands) > 1:
-        per_command = [
-            {action_signature(action) for action in visible_actions(sub)} for _, _, sub in commands
-        ]
-        common_signatures = set.intersection(*per_command) - top_signatures
+@dataclass
+class ManLayout:
+    """Which options a man page describes where: the top-level ones under OPTIONS, the ones
+    every command shares under COMMON OPTIONS, the rest under each command."""
 
-    title = tool.name.upper()
+    parser: argparse.ArgumentParser
+    commands: list[tuple[str, str, argparse.ArgumentParser]]
+    top_actions: list[argparse.Action]
+    common_actions: list[argparse.Action]
+    own_actions: dict[str, list[argparse.Action]]
+
+    @classmethod
+    def of(cls, parser: argparse.ArgumentParser) -> ManLayout:
+        commands = subcommands(parser)
+        top_actions = visible_actions(parser)
+        top = {action_signature(action) for action in top_actions}
+        common: set[tuple[object, ...]] = set()
+        if len(commands) > 1:
+            common = (
+                set.intersection(
+                    *(
+                        {action_signature(action) for action in visible_actions(sub)}
+                        for _, _, sub in commands
+                    )
+                )
+                - top
+            )
+        own = {
+            name: [
+                action
+                for action in visible_actions(sub)
+                if action_signature(action) not in common | top
+            ]
+            for name, _, sub in commands
+        }
+        common_actions = (
+            [
+                action
+                for action in visible_actions(commands[0][2])
+                if action_signature(action) in common
+            ]
+            if commands
+            else []
+        )
+        return cls(parser, commands, top_actions, common_actions, own)
+
+
+def man_page(tool: Tool, version: str) -> str:
+    """The roff source of ``tool``'s manual page."""
+    parser = load_parser(tool)
+    layout = ManLayout.of(parser)
     lines = [
         f'.\\" Manual page of {tool.name}, generated from its argparse parser by',
         '.\\" scripts/build_completions.py (onetools): do not edit, regenerate.',
-        f'.TH {title} 1 "" "onetools {version}" "onetools manual"',
+        f'.TH {tool.name.upper()} 1 "" "onetools {version}" "onetools manual"',
         ".nh",  # no hyphenation: option names must stay whole and searchable
         ".ad l",
         ".SH NAME",
         f"{tool.name} \\- {roff_escape(short_description(tool, parser))}",
-        ".SH SYNOPSIS",
-        *synopsis(parser.prog, one_line_usage(parser)),
+        *synopsis_section(layout),
     ]
-    own_actions: dict[str, list[argparse.Action]] = {}
-    for name, _, subparser in commands:
-        own_actions[name] = [
-            action
-            for action in visible_actions(subparser)
-            if action_signature(action) not in common_signatures | top_signatures
-        ]
-        usage = one_line_usage(subparser, own_actions[name])
-        lines += synopsis(subparser.prog, usage, other_options=True)
-    lines.append(".nh")  # groff's .YS turns hyphenation back on
-
     description, top_codes = split_exit_codes(parser.description or "")
     if description:
         lines += [".SH DESCRIPTION", *text_blocks(description)]
-
-    lines += [".SH OPTIONS"]
-    if commands:
-        lines += [".PP", "Options before the command name." + after_name_note(parser, commands)]
-    lines += options_block(parser, top_actions)
-
-    if common_signatures:
-        first_command = commands[0][2]
-        common_actions = [
-            action
-            for action in visible_actions(first_command)
-            if action_signature(action) in common_signatures
+    lines += options_sections(layout)
+    command_lines, command_codes = commands_section(layout)
+    lines += command_lines
+    if top_codes or command_codes:
+        lines += [
+            ".SH EXIT STATUS",
+            *exit_status_block(parser.prog, top_codes, command_codes),
         ]
+    lines += environment_section(tool)
+    others = [other.name for other in TOOLS if other.name != tool.name]
+    if others:
+        lines += [".SH SEE ALSO", ",\n".join(f".BR {name} (1)" for name in others)]
+    return "\n".join(lines) + "\n"
+
+
+def synopsis_section(layout: ManLayout) -> list[str]:
+    lines = [".SH SYNOPSIS", *synopsis(layout.parser.prog, one_line_usage(layout.parser))]
+    for name, _, subparser in layout.commands:
+        usage = one_line_usage(subparser, layout.own_actions[name])
+        lines += synopsis(subparser.prog, usage, other_options=True)
+    return [*lines, ".nh"]  # groff's .YS turns hyphenation back on
+
+
+def options_sections(layout: ManLayout) -> list[str]:
+    lines = [".SH OPTIONS"]
+    if layout.commands:
+        note = after_name_note(layout.parser, layout.commands)
+        lines += [".PP", "Options before the command name." + note]
+    lines += options_block(layout.parser, layout.top_actions)
+    if layout.common_actions:
         lines += [
             ".SH COMMON OPTIONS",
             ".PP",
             "Every command accepts these options after its name.",
-            *options_block(first_command, common_actions),
+            *options_block(layout.commands[0][2], layout.common_actions),
         ]
+    return lines
 
-    command_codes: list[tuple[str, str]] = []
-    if commands:
-        lines += [".SH COMMANDS"]
-    for name, summary, subparser in commands:
-        own = own_actions[name]
-        sub_description, codes = split_exit_codes(subparser.description or summary)
+
+def commands_section(layout: ManLayout) -> tuple[list[str], list[tuple[str, str]]]:
+    """The COMMANDS section, and the exit codes each command documents."""
+    lines = [".SH COMMANDS"] if layout.commands else []
+    codes_by_command: list[tuple[str, str]] = []
+    for name, summary, subparser in layout.commands:
+        description, codes = split_exit_codes(subparser.description or summary)
         if codes:
-            command_codes.append((subparser.prog, codes))
-        lines += [f".SS {roff_escape(subparser.prog)}", *text_blocks(sub_description)]
-        lines += options_block(subparser, own)
+            codes_by_command.append((subparser.prog, codes))
+        lines += [f".SS {roff_escape(subparser.prog)}", *text_blocks(description)]
+        lines += options_block(subparser, layout.own_actions[name])
+    return lines, codes_by_command
 
-    if top_codes or command_codes:
-        lines += [
-            ".SH EXIT STATUS",
-            *exit_status_block(parser.prog, top_codes, command_codes, commands),
-        ]
 
-    if tool.environment:
-        lines += [".SH ENVIRONMENT"]
+def environment_section(tool: Tool) -> list[str]:
+    lines = [".SH ENVIRONMENT"] if tool.environment else []
     for variable in tool.environment:
         meaning = ENVIRONMENT.get(f"{tool.name}:{variable}") or ENVIRONMENT.get(variable)
         if meaning is None:
             raise SystemExit(f"ERROR : {tool.name}: describe {variable} in ENVIRONMENT")
         lines += [".TP", bold(variable), roff_line(meaning)]
-
-    others = [other.name for other in TOOLS if other.name != tool.name]
-    if others:
-        lines += [".SH SEE ALSO", ",\n".join(f".BR {name} (1)" for name in others)]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def after_name_note(
@@ -497,11 +534,10 @@ def after_name_note(
 
 
 def exit_status_block(
-    prog: str,
-    top_codes: str | None,
-    command_codes: list[tuple[str, str]],
-    commands: list[tuple[str, str, argparse.ArgumentParser]],
+    prog: str, top_codes: str | None, command_codes: list[tuple[str, str]]
 ) -> list[str]:
+    """The documented codes only: the tool's, then each command's. Commands that document
+    none get no invented default (``onedb history`` exits 1 on an empty database, say)."""
     lines: list[str] = []
     if top_codes:
         lines += [".PP", f"{bold(prog)}, in general:"]
@@ -509,10 +545,6 @@ def exit_status_block(
     for prog, codes in command_codes:
         lines += [".PP", bold(prog)]
         lines += exit_code_lines(codes)
-    undocumented = [sub.prog for _, _, sub in commands if sub.prog not in dict(command_codes)]
-    if command_codes and undocumented and not top_codes:
-        names = ", ".join(bold(prog) for prog in undocumented)
-        lines += [".PP", f"{names}: 0 on success, 255 on an error (one ERROR line on stderr)."]
     return lines
 
 
