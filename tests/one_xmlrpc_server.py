@@ -61,6 +61,7 @@ from onetools.one.errors import (
     LockedError,
     OneError,
 )
+from onetools.one.xmlrpc import XmlRpcOne
 
 VERSION = "6.10.0"
 #: xmlrpc-c's fault codes (XMLRPC_TYPE_ERROR, XMLRPC_NO_SUCH_METHOD_ERROR).
@@ -400,6 +401,7 @@ class OneXmlRpcServer:
         self._thread = threading.Thread(
             target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
+        self._stopped = False
         self._thread.start()
 
     @property
@@ -417,10 +419,10 @@ class OneXmlRpcServer:
         """The store bootstraps oneadmin with a random password nobody knows: give it ours.
         OneApi has no password change, so the USER body is rewritten in user_pool (the
         OpenNebula schema), where oned keeps it."""
+        body = self.store.info(api.USER, 0).xml  # (LocalOne creates its database on first use)
         database = self.home / "one.db"
         if not database.is_file():  # another store (store_factory): it knows its passwords
             return
-        body = self.store.info(api.USER, 0).xml
         body = re.sub(
             r"<PASSWORD>[^<]*</PASSWORD>",
             f"<PASSWORD>{password_hash(self.password)}</PASSWORD>",
@@ -448,7 +450,10 @@ class OneXmlRpcServer:
         return dump_response(response)
 
     def stop(self) -> None:
-        """Stop serving and close the store."""
+        """Stop serving and close the store (again: nothing)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._http.shutdown()
         self._http.server_close()
         self._thread.join(timeout=10)
@@ -472,6 +477,25 @@ def serve(
     """Serve the embedded store in ``home`` (created if new) on a free port of 127.0.0.1;
     ``store_factory(home)`` opens another ``OneApi`` instead of ``LocalOne``."""
     return OneXmlRpcServer(home, password, store_factory)
+
+
+class ServedClient(XmlRpcOne):
+    """``XmlRpcOne`` on its own test server; closing the client stops the server."""
+
+    def __init__(self, server: OneXmlRpcServer) -> None:
+        super().__init__(server.url, server.session)
+        self.server = server
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.server.stop()
+
+
+def served_client(home: Path) -> ServedClient:
+    """The remote backend of the contract suite: pyone's client, a server, ``LocalOne(home)``."""
+    return ServedClient(serve(home))
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ DEFAULT_TIMEOUT = 30.0
 
 #: ``cluster_add``/``cluster_remove``: the cluster method per kind (xmlrpc.md §2.1).
 _CLUSTER_MEMBER = {api.HOST: "host", api.DATASTORE: "datastore", api.VNET: "vnet"}
-#: Kinds with ``one.<kind>.enable(id, bool)``; hosts are enabled through ``one.host.status``.
+#: Kinds with ``one.<kind>.enable(id, bool)`` (hosts have ``one.host.status`` instead).
 _ENABLE_KINDS = frozenset({api.IMAGE, api.MARKET, api.MARKETAPP, api.DATASTORE})
 
 
@@ -249,7 +249,7 @@ class XmlRpcOne(OneApi):
             params: tuple[Any, ...] = ()
         elif kind == api.DOCUMENT:
             if doc_type is None:
-                raise ApiError(f"[one.{method}] The document pool needs a document type")
+                raise ApiError(f"[one.{method}] The document type is required")
             params = (filter_flag, start, end, doc_type)
         else:
             params = (filter_flag, start, end)
@@ -274,9 +274,9 @@ class XmlRpcOne(OneApi):
 
     def chown(self, kind: str, oid: int, uid: int = -1, gid: int = -1) -> int:
         if kind == api.USER:
-            # A user has no owner: its "chown" is oned's chgrp (primary group).
-            if uid != -1:
-                raise ApiError("[one.user.chgrp] A user has no owner, only a group")
+            # A user has no owner: its "chown" is oned's chgrp (primary group); uid is unused.
+            if gid == -1:
+                return self.info(api.USER, oid).id
             return self._int("user.chgrp", oid, gid)
         return self._int(f"{kind}.chown", oid, uid, gid)
 
@@ -309,10 +309,8 @@ class XmlRpcOne(OneApi):
         return self._int("vn.rm_ar", oid, ar_id, force)
 
     def enable(self, kind: str, oid: int, enable: bool) -> int:
-        if kind == api.HOST:
-            return self.host_status(oid, api.HOST_ENABLED if enable else api.HOST_DISABLED)
-        if kind not in _ENABLE_KINDS:
-            raise ApiError(f"[one.{kind}.enable] {kind} objects cannot be enabled or disabled")
+        if kind not in _ENABLE_KINDS:  # hosts: host_status (6.x has no one.host.enable)
+            raise ApiError(f"one.{kind}.enable is not an OpenNebula method")
         return self._int(f"{kind}.enable", oid, bool(enable))
 
     # -- locks -------------------------------------------------------------------------------
@@ -326,11 +324,7 @@ class XmlRpcOne(OneApi):
             lock_time = _lock_time(str(exc)) if exc.code == ACTION else None
             if lock_time is None:
                 raise
-            raise LockedError(
-                f"{api.MESSAGE_NAME.get(kind, kind)} {oid} is already locked (since {lock_time})",
-                exc.object_id,
-                lock_time=lock_time,
-            ) from None
+            raise LockedError(str(exc), exc.object_id, lock_time=lock_time) from None
 
     def unlock(self, kind: str, oid: int) -> int:
         return self._int(f"{kind}.unlock", oid)
