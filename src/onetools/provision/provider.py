@@ -104,6 +104,13 @@ class ProviderError(OnetoolsError):
     """A provider template or update the rules refuse."""
 
 
+def _debug(message: str, *args: object) -> None:
+    """A DEBUG line (``-D``).  Never pass a connection value."""
+    from onetools import log  # logging is loaded only by commands that change something
+
+    log.get_logger("provider").debug(message, *args)
+
+
 # -- reading and writing documents --------------------------------------------------------------
 def _json_object(text: str | None) -> dict[str, Any] | None:
     """``text`` parsed when it is a JSON object, else None (ciphertext, empty, garbage)."""
@@ -441,11 +448,7 @@ def create_provider(
     if any(document.name == name for document in provider_names(one)):
         raise ProviderError(f"Provider {name} already exists")
     name, body, plain = build_document(template, now)
-    from onetools import log
-
-    log.get_logger("provider").debug(
-        "Allocating provider document '%s' (driver %s)", name, body["provider"]
-    )
+    _debug("Allocating provider document '%s' (driver %s)", name, body["provider"])
     return one.allocate_document(document_template(name, body, plain), DOC_PROVIDER)
 
 
@@ -523,9 +526,7 @@ def update_provider(
             new_plain = current.plain
         if body == current.body and new_plain == current.plain:
             return False
-        from onetools import log
-
-        log.get_logger("provider").debug("Updating provider document %d", oid)
+        _debug("Updating provider document %d", oid)
         one.update(DOCUMENT, oid, document_template(None, body, new_plain))
     return True
 
@@ -559,6 +560,7 @@ def delete_provider(one: OneApi, oid: int) -> None:
             raise ProviderError(
                 f"Provider can not be deleted, it is used by provision with ID: {users[0]}"
             )
+        _debug("Deleting provider document %d", oid)
         one.delete(DOCUMENT, oid)
 
 
@@ -582,6 +584,7 @@ def chown_provider(one: OneApi, oid: int, uid: int = -1, gid: int = -1) -> None:
     """Change the owner and/or group (``-1`` keeps one) under the lock."""
     _provider_document(one, oid)
     with one.synchronize(DOCUMENT, oid):
+        _debug("Changing owner/group of provider document %d to %d/%d", oid, uid, gid)
         one.chown(DOCUMENT, oid, uid, gid)
 
 
@@ -596,6 +599,7 @@ def chmod_provider(one: OneApi, oid: int, permissions: Permissions) -> None:
     """Set the permission bits under the lock."""
     _provider_document(one, oid)
     with one.synchronize(DOCUMENT, oid):
+        _debug("Changing permissions of provider document %d to %s", oid, permissions.octet())
         one.chmod(DOCUMENT, oid, permissions)
 
 
