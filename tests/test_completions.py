@@ -294,10 +294,17 @@ def test_bash_completes_a_subcommand_name() -> None:
 def test_bash_completes_every_subcommand_and_its_long_options(parsers: dict[str, object]) -> None:
     for tool in TOOL_NAMES:
         commands = generator.subcommands(parsers[tool])
-        queries = [[tool, ""]] + [[tool, name, "--"] for name, _, _ in commands]
+        queries = [[tool, ""], [tool, "--"]] + [[tool, name, "--"] for name, _, _ in commands]
         replies = complete_bash(tool, queries)
         assert replies[0] == [name for name, _, _ in commands]
-        for (name, _, subparser), reply in zip(commands, replies[1:], strict=True):
+        top_level = {
+            option
+            for action in parsers[tool]._actions
+            for option in action.option_strings
+            if option.startswith("--")
+        }
+        assert {"--help", "--version"} <= top_level <= set(replies[1])
+        for (name, _, subparser), reply in zip(commands, replies[2:], strict=True):
             expected = {
                 option
                 for action in subparser._actions
