@@ -7,6 +7,7 @@ them, and drive the bash completion function the way bash does on <TAB>.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import re
@@ -60,7 +61,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def parsers() -> dict[str, object]:
+def parsers() -> dict[str, argparse.ArgumentParser]:
     return {tool.name: generator.load_parser(tool) for tool in generator.TOOLS}
 
 
@@ -130,7 +131,9 @@ def test_package_data_ships_the_generated_copies() -> None:
 
 # -- the parsers documented are complete -----------------------------------------------------
 @pytest.mark.parametrize("tool", TOOL_NAMES)
-def test_documented_parsers_have_every_command_built(tool: str, parsers: dict[str, object]) -> None:
+def test_documented_parsers_have_every_command_built(
+    tool: str, parsers: dict[str, argparse.ArgumentParser]
+) -> None:
     # onedb (and oneprovider) build only the chosen command's options for start-up speed; the
     # factories in TOOLS must build them all, or the files below would miss options.
     commands = generator.subcommands(parsers[tool])
@@ -160,7 +163,9 @@ def test_zsh_completion_is_valid_zsh(tool: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_zsh_completion_works_around_shtab_quirks(parsers: dict[str, object]) -> None:
+def test_zsh_completion_works_around_shtab_quirks(
+    parsers: dict[str, argparse.ArgumentParser],
+) -> None:
     # Checked without zsh: subcommands are described by their summary (shtab would take the
     # first line of the long description), and a ':' in a metavar is escaped (unescaped it
     # ends the message field of the _arguments spec).
@@ -200,7 +205,7 @@ def test_man_page_structure(tool: str) -> None:
 
 @pytest.mark.parametrize("tool", TOOL_NAMES)
 def test_man_page_documents_every_command_and_long_option(
-    tool: str, parsers: dict[str, object]
+    tool: str, parsers: dict[str, argparse.ArgumentParser]
 ) -> None:
     text = unescape(man_source(tool))
     parser = parsers[tool]
@@ -221,7 +226,7 @@ def test_man_page_exit_status_lists_each_documented_code() -> None:
 
 
 @pytest.mark.parametrize("tool", TOOL_NAMES)
-def test_man_page_renders(tool: str, parsers: dict[str, object]) -> None:
+def test_man_page_renders(tool: str, parsers: dict[str, argparse.ArgumentParser]) -> None:
     groff = shutil.which("groff")
     if groff is None:
         pytest.skip("groff is not installed: the structure test above is all that runs")
@@ -291,7 +296,9 @@ def test_bash_completes_a_subcommand_name() -> None:
     assert complete_bash("onedb", [["onedb", "ver"]]) == [["version"]]
 
 
-def test_bash_completes_every_subcommand_and_its_long_options(parsers: dict[str, object]) -> None:
+def test_bash_completes_every_subcommand_and_its_long_options(
+    parsers: dict[str, argparse.ArgumentParser],
+) -> None:
     for tool in TOOL_NAMES:
         commands = generator.subcommands(parsers[tool])
         queries = [[tool, ""], [tool, "--"]] + [[tool, name, "--"] for name, _, _ in commands]
