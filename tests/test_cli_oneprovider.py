@@ -357,7 +357,7 @@ def test_verbose_names_the_backend(tool: Tool) -> None:
 
 
 def test_over_xmlrpc(remote_tool: Tool, tmp_path: Path) -> None:
-    oid = created_id(remote_tool("create", str(provider_file(tmp_path, "do"))))
+    oid = created_id(remote_tool("create", str(provider_file(tmp_path, "do")), "-D"))
     assert created_id(remote_tool("create", str(ONPREM_FILE))) == oid + 1
     listing = remote_tool("list", "--no-header", "-l", "NAME")
     assert listing.out.split() == ["do", "onprem"]

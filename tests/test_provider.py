@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,8 @@ from onetools.one.api import (
     Permissions,
 )
 from onetools.one.errors import LockedError, NotFoundError
+from onetools.one.local import LocalOne
+from onetools.one.xml import OneObject
 from onetools.provision.provider import (
     AVAILABLE_DRIVERS,
     DRIVERS,
@@ -43,29 +44,6 @@ from onetools.provision.provider import (
     show_provider,
     update_provider,
 )
-
-try:  # the shared fixture: every test on the embedded store and over XML-RPC
-    from one_fixtures import one_api
-except ImportError:  # pragma: no cover - until tests/one_fixtures.py exists
-
-    @pytest.fixture(params=["embedded", "xmlrpc"])
-    def one_api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OneApi]:
-        from onetools.one.local import LocalOne
-
-        if request.param == "embedded":
-            with LocalOne(tmp_path / "home") as store:  # type: ignore[call-arg]
-                yield store
-            return
-        from one_xmlrpc_server import serve
-        from onetools.one.xmlrpc import XmlRpcOne
-
-        with serve(tmp_path / "remote") as server:
-            client = XmlRpcOne(server.url, server.session)
-            try:
-                yield client
-            finally:
-                client.close()
-
 
 PROVISION_DATA = SHARED_DATA / "opennebula-provision"
 SHIPPED = sorted(PROVISION_DATA.glob("*/*/*/providers/*/*.yml"))
@@ -441,3 +419,38 @@ def test_document_template_escapes() -> None:
     root = ET.fromstring(xml)
     assert root.findtext("NAME") == "a<&>b"
     assert json.loads(root.findtext("PROVISION_BODY") or "") == {"k": "x]]>y"}
+
+
+class CiphertextPool(LocalOne):
+    """The embedded store as a real oned answers: ``PROVISION_BODY`` is ciphertext unless
+    ``info`` is asked to decrypt (xmlrpc.md §3.3)."""
+
+    def _hide(self, document: OneObject) -> OneObject:
+        import xml.etree.ElementTree as ET
+
+        root = ET.fromstring(document.xml)
+        body = root.find("TEMPLATE/PROVISION_BODY")
+        if body is not None:
+            body.text = base64.b64encode((body.text or "").encode()).decode()
+        return OneObject(document.kind, ET.tostring(root, encoding="unicode"))
+
+    def info(self, kind: str, oid: int, decrypt: bool = False) -> OneObject:
+        self.infos.append((oid, decrypt))
+        document = super().info(kind, oid, decrypt)
+        return document if decrypt else self._hide(document)
+
+    def pool(self, kind: str, *args: Any, **kwargs: Any) -> list[OneObject]:
+        return [self._hide(document) for document in super().pool(kind, *args, **kwargs)]
+
+
+def test_listing_reads_ciphertext_bodies_one_by_one(tmp_path: Path, keyfile: Path) -> None:
+    with CiphertextPool(tmp_path / "home") as one:  # type: ignore[call-arg]
+        one.infos = []  # type: ignore[attr-defined]
+        first = create_provider(one, own_template("aws", keyfile), now=111)
+        second = create_provider(one, own_template("onprem", keyfile), now=222)
+        one.infos.clear()  # type: ignore[attr-defined]
+        providers = list_providers(one)
+        assert [(p.id, p.registration_time) for p in providers] == [(first, 111), (second, 222)]
+        assert one.infos == [(first, True), (second, True)]  # type: ignore[attr-defined]
+        assert providers[0].connection["secret_key"] == SECRET
+        assert SECRET not in json.dumps(providers[0].to_dict())
