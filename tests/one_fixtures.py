@@ -21,8 +21,17 @@ def _embedded(tmp_path: Path) -> OneApi:
     return LocalOne(tmp_path / "onetools-home")
 
 
+def _xmlrpc(tmp_path: Path) -> OneApi:
+    # pyone's client against the test XML-RPC server over a fresh LocalOne; closing the
+    # client stops the server.
+    from one_xmlrpc_server import served_client
+
+    return served_client(tmp_path / "onetools-home")
+
+
 BACKENDS: dict[str, Callable[[Path], OneApi]] = {
     "embedded": _embedded,
+    "xmlrpc": _xmlrpc,
 }
 
 

@@ -45,6 +45,7 @@ from onetools.one.errors import (
     ACTION,
     AUTHORIZATION,
     ApiError,
+    AuthorizationError,
     EndpointError,
     LockedError,
     OneError,
@@ -315,6 +316,7 @@ class XmlRpcOne(OneApi):
 
     # -- locks -------------------------------------------------------------------------------
     def lock(self, kind: str, oid: int, level: int, test: bool = False) -> int:
+        _check_lockable(kind, "lock", oid)
         if not test:
             return self._int(f"{kind}.lock", oid, level)
         try:
@@ -327,7 +329,16 @@ class XmlRpcOne(OneApi):
             raise LockedError(str(exc), exc.object_id, lock_time=lock_time) from None
 
     def unlock(self, kind: str, oid: int) -> int:
+        _check_lockable(kind, "unlock", oid)
         return self._int(f"{kind}.unlock", oid)
+
+
+def _check_lockable(kind: str, action: str, oid: int) -> None:
+    """oned 6.10 answers a lock of a cluster, host, datastore or market with AUTHORIZATION
+    ``Object cannot be locked.`` where it has the method at all (xmlrpc.md §7): say it here,
+    the same way for every server."""
+    if kind in api.KINDS and kind not in api.LOCKABLE:
+        raise AuthorizationError(f"[one.{kind}.{action}] Object cannot be locked.", oid)
 
 
 def _typed_error(code: int, message: str, object_id: int) -> OneError:
