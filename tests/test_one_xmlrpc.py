@@ -113,8 +113,8 @@ def test_right_password_and_whoami(remote: XmlRpcOne) -> None:
 def test_new_user_logs_in_with_its_password(one_server: OneXmlRpcServer, remote: XmlRpcOne) -> None:
     uid = remote.allocate_user("alice", "s3cret")
     alice = XmlRpcOne(one_server.url, "alice:s3cret")
-    assert alice.whoami().uid == uid
-    assert alice.whoami().name == "alice"
+    me = alice.whoami()
+    assert (me.uid, me.name, me.gid, me.groups, me.is_admin) == (uid, "alice", 1, (1,), False)
     with pytest.raises(AuthenticationError):
         XmlRpcOne(one_server.url, "alice:oneadmin-password").whoami()
     remote.delete(api.USER, uid)
@@ -498,6 +498,40 @@ def test_pyone_parses_the_servers_xml(one_server: OneXmlRpcServer, remote: XmlRp
     assert one.user.info(-1).NAME == "oneadmin"
     with pytest.raises(pyone.OneNoExistsException):
         one.host.info(999)
+
+
+class _RecordingStore:
+    """LocalOne that remembers the capacity flag image allocations arrive with, and claims
+    to be ``version``: the flag's meaning flipped in 6.10 (xmlrpc.md §2.5)."""
+
+    def __new__(cls, home: Path, version: str) -> Any:
+        from onetools.one.local import LocalOne
+
+        class Recording(LocalOne):
+            flags: list[bool] = []
+
+            def version(self) -> str:
+                return version
+
+            def allocate_image(
+                self, template: str, datastore_id: int, no_check_capacity: bool = False
+            ) -> int:
+                self.flags.append(no_check_capacity)
+                return super().allocate_image(template, datastore_id, no_check_capacity)
+
+        return Recording(home)
+
+
+@pytest.mark.parametrize(("version", "sent"), [("6.10.0", True), ("6.8.2", False)])
+def test_image_capacity_flag_follows_the_server_version(
+    tmp_path: Path, version: str, sent: bool
+) -> None:
+    with serve(tmp_path / "h", store_factory=lambda home: _RecordingStore(home, version)) as server:
+        client = XmlRpcOne(server.url, server.session)
+        client.allocate_image("NAME = a\nPATH = /tmp/a.qcow2", 1)
+        client.allocate_image("NAME = b\nPATH = /tmp/b.qcow2", 1, no_check_capacity=True)
+        # omitted (= check) when the caller wants the check; "skip it" as that version reads it
+        assert server.in_store(lambda store: store.flags) == [False, sent]
 
 
 def test_not_found_through_the_client(remote: XmlRpcOne) -> None:
