@@ -207,8 +207,24 @@ def test_delete_ranges_and_names(tool: Tool, tmp_path: Path) -> None:
         "p3",
     ]
     partial = tool("delete", "p3,7")
-    assert partial.code == 255 and partial.err.startswith("ERROR : ") and "7" in partial.err
+    assert partial.code == 255 and partial.err.startswith("ERROR : Provider 7: ")
     assert tool("list", "--no-header", "-l", "NAME").out.split() == ["p0"]
+    from onetools.one.api import DOC_PROVISION, DOCUMENT
+    from onetools.one.local import LocalOne
+
+    body = json.dumps({"name": "edge", "provider": "p0", "state": 3})
+    with LocalOne(Path(tool.env["ONETOOLS_HOME"])) as store:  # type: ignore[call-arg]
+        provision = store.allocate_document(
+            f"<TEMPLATE><NAME>edge</NAME><BODY><![CDATA[{body}]]></BODY></TEMPLATE>",
+            DOC_PROVISION,
+        )
+    used = tool("delete", "p0")
+    assert (used.code, used.err) == (
+        255,
+        f"ERROR : Provider can not be deleted, it is used by provision with ID: {provision}\n",
+    )
+    with LocalOne(Path(tool.env["ONETOOLS_HOME"])) as store:  # type: ignore[call-arg]
+        store.delete(DOCUMENT, provision)
     assert tool("delete", "p0").code == 0
     assert json.loads(tool("list", "-j").out) == {"DOCUMENT_POOL": {}}
 
@@ -367,6 +383,14 @@ def test_over_xmlrpc(remote_tool: Tool, tmp_path: Path) -> None:
     pool = json.loads(remote_tool("list", "-j", "-D").out)
     bodies = [d["TEMPLATE"]["PROVISION_BODY"] for d in pool["DOCUMENT_POOL"]["DOCUMENT"]]
     assert bodies[0]["connection"] == {"token": "********", "region": "ams3"}
+    body = json.loads(remote_tool("show", "do", "-j", "--decrypt").out)["DOCUMENT"]["TEMPLATE"][
+        "PROVISION_BODY"
+    ]
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps({**body, "connection": {**body["connection"], "region": "fra1"}}))
+    assert remote_tool("update", "do", str(edited), "-D").code == 0
+    assert "region : fra1" in remote_tool("show", "do").out
+    assert SECRET in remote_tool("show", "do", "--decrypt").out
     dup = remote_tool("create", str(provider_file(tmp_path, "do")))
     assert (dup.code, dup.err) == (255, "ERROR : Provider do already exists\n")
     assert remote_tool("chmod", "do", "600").code == 0

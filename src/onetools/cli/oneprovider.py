@@ -93,11 +93,13 @@ def _provider_id(one: OneApi, text: str) -> int:
     return resolve_id(text, _names(one), "provider")
 
 
-def _report(failures: dict[int, OnetoolsError]) -> int:
-    """One ``ERROR`` line per failed ID (the others were done); 255 if any failed."""
+def _report(ids: Sequence[int], failures: dict[int, OnetoolsError]) -> int:
+    """One ``ERROR`` line per failed ID (the others were done); 255 if any failed.  With
+    several IDs each line says which provider it is about; with one, the message is the
+    library's own (the original's exact texts)."""
     for oid, error in failures.items():
         message = error.log_line()
-        if str(oid) not in message:
+        if len(ids) > 1:
             message = f"Provider {oid}: {message}"
         log_line(error.level, message)
     return EXIT_FATAL if failures else EXIT_OK
@@ -129,7 +131,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from onetools.provision.provider import delete_providers
 
     with open_one(args) as one:
-        return _report(delete_providers(one, _provider_ids(one, args.range)))
+        ids = _provider_ids(one, args.range)
+        return _report(ids, delete_providers(one, ids))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -253,7 +256,7 @@ def cmd_chgrp(args: argparse.Namespace) -> int:
 
     with open_one(args) as one:
         ids = _provider_ids(one, args.range)
-        return _report(chown_providers(one, ids, -1, _group_id(one, args.group)))
+        return _report(ids, chown_providers(one, ids, -1, _group_id(one, args.group)))
 
 
 def cmd_chown(args: argparse.Namespace) -> int:
@@ -263,7 +266,7 @@ def cmd_chown(args: argparse.Namespace) -> int:
         ids = _provider_ids(one, args.range)
         uid = _user_id(one, args.user)
         gid = _group_id(one, args.group) if args.group is not None else -1
-        return _report(chown_providers(one, ids, uid, gid))
+        return _report(ids, chown_providers(one, ids, uid, gid))
 
 
 def cmd_chmod(args: argparse.Namespace) -> int:
@@ -275,7 +278,8 @@ def cmd_chmod(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     with open_one(args) as one:
-        return _report(chmod_providers(one, _provider_ids(one, args.range), permissions))
+        ids = _provider_ids(one, args.range)
+        return _report(ids, chmod_providers(one, ids, permissions))
 
 
 # -- parser -------------------------------------------------------------------------------------
