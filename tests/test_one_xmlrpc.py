@@ -539,3 +539,17 @@ def test_not_found_through_the_client(remote: XmlRpcOne) -> None:
         remote.info(api.HOST, 77)
     assert info.value.object_id == 77
     assert str(info.value) == "[one.host.info] Error getting host [77]."
+
+
+def test_importing_the_module_imports_neither_pyone_nor_requests() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, onetools.one.xmlrpc, onetools.one.connect; "
+        "print(sorted(m for m in ('pyone', 'requests') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
