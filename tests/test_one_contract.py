@@ -92,7 +92,12 @@ def test_allocate_every_kind(one_api: OneApi) -> None:
     assert c.permissions is None
 
     h = one.info(api.HOST, host)
-    assert (h.name, h.int("STATE"), h.int("CLUSTER_ID"), h.text("CLUSTER")) == ("node1", 0, 0, "default")
+    assert (h.name, h.int("STATE"), h.int("CLUSTER_ID"), h.text("CLUSTER")) == (
+        "node1",
+        0,
+        0,
+        "default",
+    )
     assert h.text("IM_MAD") == "kvm" and h.template()["VM_MAD"] == "kvm"
     assert one.info(api.CLUSTER, 0).ids("HOSTS") == [host]
 
@@ -170,7 +175,7 @@ def test_template_text_and_xml_forms(one_api: OneApi) -> None:
     assert tmpl["DISK"] == [{"IMAGE_ID": "1"}, {"IMAGE_ID": "2"}]
     xml = one_api.allocate_template("<TEMPLATE><NAME>t2</NAME><CPU>2</CPU></TEMPLATE>")
     assert one_api.info(api.TEMPLATE, xml).template() == {"CPU": "2"}
-    with pytest.raises(InternalError, match="one.template.allocate.*Parse error"):
+    with pytest.raises(InternalError, match=r"one\.template\.allocate.*Parse error"):
         one_api.allocate_template('NAME = "t3"\nBROKEN')
 
 
@@ -206,7 +211,7 @@ def test_name_uniqueness(one_api: OneApi) -> None:
     market = _market(one)
     with pytest.raises(InternalError, match=f"NAME is already taken by MARKETPLACE {market}$"):
         _market(one)
-    app_text = 'NAME = a1\nORIGIN_ID = -1\nTYPE = VMTEMPLATE'
+    app_text = "NAME = a1\nORIGIN_ID = -1\nTYPE = VMTEMPLATE"
     app = one.allocate_marketapp(app_text, market)
     with pytest.raises(InternalError, match=f"NAME is already taken by MARKETPLACEAPP {app}$"):
         one.allocate_marketapp(app_text, market)
@@ -243,8 +248,13 @@ def test_rename(one_api: OneApi) -> None:
 # ---- update ---------------------------------------------------------------------------------
 def test_update_replace_and_merge(one_api: OneApi) -> None:
     one = one_api
-    oid = one.allocate_template('NAME = t\nCPU = 1\nMEMORY = 128\nDISK = [ IMAGE_ID = 1 ]')
-    one.update(api.TEMPLATE, oid, 'MEMORY = 256\nDISK = [ IMAGE_ID = 2 ]\nDISK = [ IMAGE_ID = 3 ]', merge=True)
+    oid = one.allocate_template("NAME = t\nCPU = 1\nMEMORY = 128\nDISK = [ IMAGE_ID = 1 ]")
+    one.update(
+        api.TEMPLATE,
+        oid,
+        "MEMORY = 256\nDISK = [ IMAGE_ID = 2 ]\nDISK = [ IMAGE_ID = 3 ]",
+        merge=True,
+    )
     assert one.info(api.TEMPLATE, oid).template() == {
         "CPU": "1",
         "DISK": [{"IMAGE_ID": "2"}, {"IMAGE_ID": "3"}],
@@ -255,7 +265,10 @@ def test_update_replace_and_merge(one_api: OneApi) -> None:
     assert one.info(api.TEMPLATE, oid).name == "t"
     with pytest.raises(InternalError, match="Parse error"):
         one.update(api.TEMPLATE, oid, "A = [ B = 1")
-    with pytest.raises(NotFoundError, match=r"\[one.template.update\] Error getting virtual machine template \[99\]"):
+    with pytest.raises(
+        NotFoundError,
+        match=r"\[one.template.update\] Error getting virtual machine template \[99\]",
+    ):
         one.update(api.TEMPLATE, 99, "A = 1")
 
 
@@ -451,7 +464,9 @@ def test_host_status(one_api: OneApi) -> None:
 
 def test_vnet_address_ranges(one_api: OneApi) -> None:
     one = one_api
-    vnet = one.allocate_vnet('NAME = n\nVN_MAD = bridge\nAR = [ TYPE = "IP4", IP = "10.0.0.1", SIZE = 10 ]')
+    vnet = one.allocate_vnet(
+        'NAME = n\nVN_MAD = bridge\nAR = [ TYPE = "IP4", IP = "10.0.0.1", SIZE = 10 ]'
+    )
     one.vnet_add_ar(vnet, 'AR = [ TYPE = "ETHER", SIZE = 5 ]')
     obj = one.info(api.VNET, vnet)
     ars = obj.root.findall("AR_POOL/AR")
@@ -462,7 +477,9 @@ def test_vnet_address_ranges(one_api: OneApi) -> None:
     assert ars[0].findtext("MAC") == "02:00:0a:00:00:01"
     assert ars[0].findtext("IP_END") == "10.0.0.10"
     one.vnet_rm_ar(vnet, 0)
-    assert [a.findtext("AR_ID") for a in one.info(api.VNET, vnet).root.findall("AR_POOL/AR")] == ["1"]
+    assert [a.findtext("AR_ID") for a in one.info(api.VNET, vnet).root.findall("AR_POOL/AR")] == [
+        "1"
+    ]
     with pytest.raises(InternalError):
         one.vnet_rm_ar(vnet, 9)
     with pytest.raises(InternalError):
@@ -497,7 +514,7 @@ def test_allocate_checks(one_api: OneApi) -> None:
         _image(one, "x", 0)
     with pytest.raises(NotFoundError, match=r"Error getting datastore \[42\]"):
         _image(one, "x", 42)
-    with pytest.raises(InternalError, match="missing the \"BASE_URL\" attribute"):
+    with pytest.raises(InternalError, match='missing the "BASE_URL" attribute'):
         one.allocate_market("NAME = m\nMARKET_MAD = http\nPUBLIC_DIR = /srv")
     with pytest.raises(InternalError, match="MARKET_MAD"):
         one.allocate_market("NAME = m")
@@ -623,7 +640,10 @@ def test_synchronize(one_api: OneApi) -> None:
     oid = one.allocate_document("NAME = p", api.DOC_PROVISION)
     with one.synchronize(api.DOCUMENT, oid):
         assert one.info(api.DOCUMENT, oid).lock is not None
-        with pytest.raises(LockedError, match="Object is locked"), one.synchronize(api.DOCUMENT, oid):
+        with (
+            pytest.raises(LockedError, match="Object is locked"),
+            one.synchronize(api.DOCUMENT, oid),
+        ):
             pass  # a fresh lock is refused
     assert one.info(api.DOCUMENT, oid).lock is None
     # A stale lock (left by a crashed run) is taken over: timeout=0 makes any lock "old".
@@ -643,7 +663,7 @@ def test_provision_body_decrypt_semantics(one_api: OneApi) -> None:
     one = one_api
     body = {"provider": "aws", "name": "p1", "connection": {"access_key": "AKIA-SECRET-VALUE"}}
     xml = (
-        "<TEMPLATE><NAME>p1</NAME><PLAIN><![CDATA[{\"provider\":\"aws\"}]]></PLAIN>"
+        '<TEMPLATE><NAME>p1</NAME><PLAIN><![CDATA[{"provider":"aws"}]]></PLAIN>'
         f"<PROVISION_BODY><![CDATA[{json.dumps(body)}]]></PROVISION_BODY></TEMPLATE>"
     )
     oid = one.allocate_document(xml, api.DOC_PROVIDER)
@@ -657,15 +677,27 @@ def test_provision_body_decrypt_semantics(one_api: OneApi) -> None:
 
     # update re-encrypts, merge keeps what it does not touch
     body["connection"] = {"access_key": "NEW-SECRET"}
-    one.update(api.DOCUMENT, oid, f"<TEMPLATE><PROVISION_BODY><![CDATA[{json.dumps(body)}]]></PROVISION_BODY></TEMPLATE>", merge=True)
+    one.update(
+        api.DOCUMENT,
+        oid,
+        f"<TEMPLATE><PROVISION_BODY><![CDATA[{json.dumps(body)}]]></PROVISION_BODY></TEMPLATE>",
+        merge=True,
+    )
     assert "NEW-SECRET" not in one.info(api.DOCUMENT, oid).xml
     again = one.info(api.DOCUMENT, oid, decrypt=True).template()
     assert json.loads(again["PROVISION_BODY"]) == body and again["PLAIN"] == '{"provider":"aws"}'
 
     # a value that is not a JSON object is encrypted whole
-    other = one.allocate_document('NAME = x\nPROVISION_BODY = "plain secret text"', api.DOC_PROVISION)
+    other = one.allocate_document(
+        'NAME = x\nPROVISION_BODY = "plain secret text"', api.DOC_PROVISION
+    )
     assert "plain secret text" not in one.info(api.DOCUMENT, other).xml
-    assert one.info(api.DOCUMENT, other, decrypt=True).template()["PROVISION_BODY"] == "plain secret text"
+    assert (
+        one.info(api.DOCUMENT, other, decrypt=True).template()["PROVISION_BODY"]
+        == "plain secret text"
+    )
     # BODY (OneFlow) is never encrypted
-    flow = one.allocate_document('NAME = f\nBODY = "{\\"name\\":\\"f\\"}"', api.DOC_SERVICE_TEMPLATE)
+    flow = one.allocate_document(
+        'NAME = f\nBODY = "{\\"name\\":\\"f\\"}"', api.DOC_SERVICE_TEMPLATE
+    )
     assert one.info(api.DOCUMENT, flow).template()["BODY"] == '{"name":"f"}'

@@ -190,7 +190,9 @@ def template_of(root: Element, tag: str = "TEMPLATE") -> Template:
         return template
     for child in element:
         if len(child):
-            template.add(child.tag, [(sub_element.tag, sub_element.text or "") for sub_element in child])
+            template.add(
+                child.tag, [(sub_element.tag, sub_element.text or "") for sub_element in child]
+            )
         else:
             template.add(child.tag, child.text or "")
     return template
@@ -466,14 +468,26 @@ def vnet_info_form(root: Element) -> Element:
             sub(ar, "MAC_END", format_mac(int(mac_text.replace(":", ""), 16) + size - 1))
         ip_text = ar.findtext("IP")
         if ip_text:
-            sub(ar, "IP_END", str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(ip_text)) + size - 1)))
+            sub(
+                ar,
+                "IP_END",
+                str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(ip_text)) + size - 1)),
+            )
         used = len(allocated.split()) // 2
         sub(ar, "USED_LEASES", used)
         sub(ar, "LEASES")
     return root
 
 
-IMAGE_TYPES = {"OS": 0, "CDROM": 1, "DATABLOCK": 2, "KERNEL": 3, "RAMDISK": 4, "CONTEXT": 5, "BACKUP": 6}
+IMAGE_TYPES = {
+    "OS": 0,
+    "CDROM": 1,
+    "DATABLOCK": 2,
+    "KERNEL": 3,
+    "RAMDISK": 4,
+    "CONTEXT": 5,
+    "BACKUP": 6,
+}
 
 
 def image(

@@ -167,7 +167,11 @@ MARKET_MAD_CONF: dict[str, tuple[tuple[str, ...], bool, bool]] = {
     "s3": (("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "REGION", "BUCKET"), True, False),
     "linuxcontainers": ((), False, True),
 }
-BRIDGE_TYPES = {"ovswitch": "openvswitch", "ovswitch_vxlan": "openvswitch", "vcenter": "vcenter_port_groups"}
+BRIDGE_TYPES = {
+    "ovswitch": "openvswitch",
+    "ovswitch_vxlan": "openvswitch",
+    "vcenter": "vcenter_port_groups",
+}
 
 IMAGE_LOCKED, IMAGE_READY_STATE, IMAGE_DISABLED, IMAGE_ERROR_STATE = 4, 1, 3, 5
 APP_READY, APP_DISABLED = 1, 4
@@ -296,7 +300,9 @@ class LocalOne(OneApi):
         from onetools.db.schema.bootstrap import bootstrap
         from onetools.db.support import LATEST
 
-        backend = open_backend(ConnectionSettings(backend="sqlite", sqlite_file=str(path)), create=True)
+        backend = open_backend(
+            ConnectionSettings(backend="sqlite", sqlite_file=str(path)), create=True
+        )
         try:
             bootstrap(backend, LATEST)
             connection: sqlite3.Connection = backend.connection  # type: ignore[attr-defined]
@@ -312,7 +318,9 @@ class LocalOne(OneApi):
     def _insert_first_objects(self, db: sqlite3.Connection) -> None:
         """What oned creates on its first start besides users and groups."""
         system_owner = bodies.Owner(permissions=bodies.SYSTEM_PERMISSIONS)
-        cluster = bodies.cluster(0, "default", Template([("RESERVED_CPU", ""), ("RESERVED_MEM", "")]))
+        cluster = bodies.cluster(
+            0, "default", Template([("RESERVED_CPU", ""), ("RESERVED_MEM", "")])
+        )
         bodies.set_ids(cluster, "DATASTORES", [0, 1, 2])
         self._insert(db, CLUSTER, 0, cluster)
         for oid, name, ds_type, ds_mad in (
@@ -323,7 +331,9 @@ class LocalOne(OneApi):
             template = Template([("TM_MAD", "ssh"), ("TYPE", ds_type)])
             if ds_mad != "-":
                 template.add("DS_MAD", ds_mad)
-            root = self._datastore_body(oid, name, system_owner, template, [0], "one.datastore.allocate")
+            root = self._datastore_body(
+                oid, name, system_owner, template, [0], "one.datastore.allocate"
+            )
             self._insert(db, DATASTORE, oid, root)
             db.execute("INSERT INTO cluster_datastore_relation (cid, oid) VALUES (0, ?)", (oid,))
         for oid, name, mad, description in (
@@ -336,7 +346,9 @@ class LocalOne(OneApi):
             ),
         ):
             template = Template([("DESCRIPTION", description), ("MARKET_MAD", mad)])
-            self._insert(db, MARKET, oid, bodies.marketplace(oid, name, system_owner, mad, template))
+            self._insert(
+                db, MARKET, oid, bodies.marketplace(oid, name, system_owner, mad, template)
+            )
         for table in ("cluster_pool", "datastore_pool", "marketplace_pool"):
             db.execute(
                 "INSERT OR REPLACE INTO pool_control (tablename, last_oid) VALUES (?, 99)", (table,)
@@ -367,7 +379,9 @@ class LocalOne(OneApi):
     # -- rows ----------------------------------------------------------------------------
     def _next_id(self, db: sqlite3.Connection, kind: str) -> int:
         table = TABLES[kind]
-        row = db.execute("SELECT last_oid FROM pool_control WHERE tablename = ?", (table,)).fetchone()
+        row = db.execute(
+            "SELECT last_oid FROM pool_control WHERE tablename = ?", (table,)
+        ).fetchone()
         top = db.execute(f"SELECT MAX(oid) FROM {table}").fetchone()[0]
         candidates = [int(v) for v in (row[0] if row else None, top) if v is not None]
         new = max(candidates, default=-1) + 1
@@ -384,7 +398,11 @@ class LocalOne(OneApi):
         if kind in UNOWNED:
             columns: dict[str, object] = {"name": name, "uid": -1, "gid": -1}
         elif kind == USER:
-            columns = {"name": name, "uid": int(root.findtext("ID") or 0), "gid": int(root.findtext("GID") or 0)}
+            columns = {
+                "name": name,
+                "uid": int(root.findtext("ID") or 0),
+                "gid": int(root.findtext("GID") or 0),
+            }
         elif kind == GROUP:
             columns = {"name": name, "uid": 0, "gid": 0}
         else:
@@ -426,7 +444,9 @@ class LocalOne(OneApi):
         return bodies.parse_body(row[0])
 
     def _exists(self, db: sqlite3.Connection, kind: str, oid: int) -> bool:
-        return db.execute(f"SELECT 1 FROM {TABLES[kind]} WHERE oid = ?", (oid,)).fetchone() is not None
+        return (
+            db.execute(f"SELECT 1 FROM {TABLES[kind]} WHERE oid = ?", (oid,)).fetchone() is not None
+        )
 
     def _name_taken(self, db: sqlite3.Connection, kind: str, name: str, uid: int) -> int | None:
         """The id of another object with ``name`` in ``kind``'s uniqueness scope."""
@@ -434,13 +454,21 @@ class LocalOne(OneApi):
         if kind in GLOBAL_NAMES:
             row = db.execute(f"SELECT oid FROM {table} WHERE name = ?", (name,)).fetchone()
         elif kind in OWNER_NAMES:
-            row = db.execute(f"SELECT oid FROM {table} WHERE name = ? AND uid = ?", (name, uid)).fetchone()
+            row = db.execute(
+                f"SELECT oid FROM {table} WHERE name = ? AND uid = ?", (name, uid)
+            ).fetchone()
         else:
             row = None
         return None if row is None else int(row[0])
 
     def _check_new_name(
-        self, db: sqlite3.Connection, kind: str, name: str, uid: int, fail: type[OneError], prefix: str
+        self,
+        db: sqlite3.Connection,
+        kind: str,
+        name: str,
+        uid: int,
+        fail: type[OneError],
+        prefix: str,
     ) -> None:
         reason = _name_error(name)
         if reason:
@@ -456,13 +484,17 @@ class LocalOne(OneApi):
         lock = bodies.get_lock(root)
         if lock is not None and lock[0] <= op:
             raise LockedError(
-                f"[{method}] User [0] : {LOCK_TYPE[kind]} is locked. [{oid}].", oid, lock_time=lock[2]
+                f"[{method}] User [0] : {LOCK_TYPE[kind]} is locked. [{oid}].",
+                oid,
+                lock_time=lock[2],
             )
 
     def _session_owner(self) -> Owner:
         return bodies.Owner()
 
-    def _cluster_name(self, db: sqlite3.Connection, cluster_id: int, method: str) -> tuple[int, str]:
+    def _cluster_name(
+        self, db: sqlite3.Connection, cluster_id: int, method: str
+    ) -> tuple[int, str]:
         cid = 0 if cluster_id == -1 else cluster_id
         row = db.execute("SELECT name FROM cluster_pool WHERE oid = ?", (cid,)).fetchone()
         if row is None:
@@ -475,7 +507,9 @@ class LocalOne(OneApi):
         except InternalError as exc:
             raise fail(f"[{method}] {exc.message}") from None
 
-    def _cluster_member(self, db: sqlite3.Connection, cid: int, collection: str, oid: int, add: bool) -> None:
+    def _cluster_member(
+        self, db: sqlite3.Connection, cid: int, collection: str, oid: int, add: bool
+    ) -> None:
         root = self._load(db, CLUSTER, cid, "one.cluster.info")
         ids = set(bodies.get_ids(root, collection))
         if add:
@@ -523,7 +557,13 @@ class LocalOne(OneApi):
         return oid
 
     def _datastore_body(
-        self, oid: int, name: str, owner: Owner, template: Template, clusters: list[int], method: str
+        self,
+        oid: int,
+        name: str,
+        owner: Owner,
+        template: Template,
+        clusters: list[int],
+        method: str,
     ) -> Element:
         type_name = (template.get("TYPE") or "IMAGE_DS").upper()
         if type_name not in bodies.DATASTORE_TYPES:
@@ -562,7 +602,15 @@ class LocalOne(OneApi):
                 template.set("SAFE_DIRS", "/var/tmp")
                 template.set("RESTRICTED_DIRS", "/")
         return bodies.datastore(
-            oid, name, owner, ds_mad, tm_mad, ds_type, bodies.DISK_TYPES[disk_type_name], clusters, template
+            oid,
+            name,
+            owner,
+            ds_mad,
+            tm_mad,
+            ds_type,
+            bodies.DISK_TYPES[disk_type_name],
+            clusters,
+            template,
         )
 
     def allocate_datastore(self, template: str, cluster_id: int = -1) -> int:
@@ -578,7 +626,9 @@ class LocalOne(OneApi):
             root = self._datastore_body(oid, name, self._session_owner(), parsed, [cid], method)
             self._insert(db, DATASTORE, oid, root)
             self._cluster_member(db, cid, "DATASTORES", oid, add=True)
-            db.execute("INSERT INTO cluster_datastore_relation (cid, oid) VALUES (?, ?)", (cid, oid))
+            db.execute(
+                "INSERT INTO cluster_datastore_relation (cid, oid) VALUES (?, ?)", (cid, oid)
+            )
         return oid
 
     def allocate_vnet(self, template: str, cluster_id: int = -1) -> int:
@@ -610,13 +660,18 @@ class LocalOne(OneApi):
                 "VLAN_ID": vlan,
                 "OUTER_VLAN_ID": parsed.get("OUTER_VLAN_ID") or "",
             }
-            for given, flag in (("AUTOMATIC_VLAN_ID", "VLAN_ID_AUTOMATIC"), ("AUTOMATIC_OUTER_VLAN_ID", "OUTER_VLAN_ID_AUTOMATIC")):
+            for given, flag in (
+                ("AUTOMATIC_VLAN_ID", "VLAN_ID_AUTOMATIC"),
+                ("AUTOMATIC_OUTER_VLAN_ID", "OUTER_VLAN_ID_AUTOMATIC"),
+            ):
                 value = parsed.pop(given)
                 fields[flag] = "1" if (value or "").upper() == "YES" else "0"
             parsed.set("BRIDGE", fields["BRIDGE"])
             parsed.set("BRIDGE_TYPE", fields["BRIDGE_TYPE"])
             parsed.set("PHYDEV", fields["PHYDEV"])
-            groups = [g.strip() for g in (parsed.get("SECURITY_GROUPS") or "").split(",") if g.strip()]
+            groups = [
+                g.strip() for g in (parsed.get("SECURITY_GROUPS") or "").split(",") if g.strip()
+            ]
             if "0" not in groups:
                 groups.append("0")
             parsed.set("SECURITY_GROUPS", ",".join(groups))
@@ -632,7 +687,9 @@ class LocalOne(OneApi):
             db.execute("INSERT INTO cluster_network_relation (cid, oid) VALUES (?, ?)", (cid, oid))
         return oid
 
-    def allocate_image(self, template: str, datastore_id: int, no_check_capacity: bool = False) -> int:
+    def allocate_image(
+        self, template: str, datastore_id: int, no_check_capacity: bool = False
+    ) -> int:
         method = "one.image.allocate"
         prefix = f"[{method}] Error allocating a new image. "
         parsed = self._parse(template, method, AllocateError)
@@ -647,7 +704,9 @@ class LocalOne(OneApi):
         image_format = parsed.pop("FORMAT") or ""
         size_text = parsed.pop("SIZE") or ""
         if path and source:
-            raise AllocateError(prefix + "Template malformed, PATH and SOURCE are mutually exclusive.")
+            raise AllocateError(
+                prefix + "Template malformed, PATH and SOURCE are mutually exclusive."
+            )
         if source and not image_format:
             raise AllocateError(prefix + "FORMAT is mandatory when SOURCE is given.")
         if not path and not source and not (type_name == "DATABLOCK" and size_text):
@@ -666,9 +725,13 @@ class LocalOne(OneApi):
             ds_root = self._load(db, DATASTORE, datastore_id, method)
             ds_type = int(ds_root.findtext("TYPE") or 0)
             if ds_type == 1:
-                raise AllocateError(prefix + "New images cannot be allocated in a system datastore.")
+                raise AllocateError(
+                    prefix + "New images cannot be allocated in a system datastore."
+                )
             if ds_type == 3:
-                raise AllocateError(prefix + "New images cannot be allocated in a backup datastore.")
+                raise AllocateError(
+                    prefix + "New images cannot be allocated in a backup datastore."
+                )
             self._check_new_name(db, IMAGE, name, 0, AllocateError, prefix)
             oid = self._next_id(db, IMAGE)
             now = int(time.time())
@@ -689,7 +752,9 @@ class LocalOne(OneApi):
                 "PREV_STATE": IMAGE_LOCKED,
             }
             ds_name = ds_root.findtext("NAME") or ""
-            root = bodies.image(oid, name, self._session_owner(), fields, datastore_id, ds_name, parsed)
+            root = bodies.image(
+                oid, name, self._session_owner(), fields, datastore_id, ds_name, parsed
+            )
             self._insert(db, IMAGE, oid, root)
             bodies.set_ids(ds_root, "IMAGES", [*bodies.get_ids(ds_root, "IMAGES"), oid])
             self._save(db, DATASTORE, datastore_id, ds_root)
@@ -708,7 +773,9 @@ class LocalOne(OneApi):
             self._check_new_name(db, kind, name, 0, InternalError, f"[{method}] ")
             oid = self._next_id(db, kind)
             build = bodies.vm_template if kind == TEMPLATE else bodies.vn_template
-            self._insert(db, kind, oid, build(oid, name, self._session_owner(), int(time.time()), parsed))
+            self._insert(
+                db, kind, oid, build(oid, name, self._session_owner(), int(time.time()), parsed)
+            )
         return oid
 
     def allocate_template(self, template: str) -> int:
@@ -726,7 +793,9 @@ class LocalOne(OneApi):
         with self._write() as db:
             oid = self._next_id(db, DOCUMENT)
             self._seal(parsed, oid)
-            root = bodies.document(oid, name or f"document-{oid}", self._session_owner(), doc_type, parsed)
+            root = bodies.document(
+                oid, name or f"document-{oid}", self._session_owner(), doc_type, parsed
+            )
             self._insert(db, DOCUMENT, oid, root)
         return oid
 
@@ -751,16 +820,21 @@ class LocalOne(OneApi):
         if not mad:
             raise InternalError(f"[{method}] No marketplace driver (MARKET_MAD) in template.")
         if mad not in MARKET_MAD_CONF:
-            raise InternalError(f'[{method}] MARKET_MAD_CONF named "{mad}" is not defined in oned.conf')
+            raise InternalError(
+                f'[{method}] MARKET_MAD_CONF named "{mad}" is not defined in oned.conf'
+            )
         for key in MARKET_MAD_CONF[mad][0]:
             if not parsed.get(key):
                 raise InternalError(
-                    f'[{method}] MarketPlace template is missing the "{key}" attribute or it\'s empty.'
+                    f'[{method}] MarketPlace template is missing the "{key}" attribute '
+                    "or it's empty."
                 )
         with self._write() as db:
             self._check_new_name(db, MARKET, name, 0, InternalError, f"[{method}] ")
             oid = self._next_id(db, MARKET)
-            self._insert(db, MARKET, oid, bodies.marketplace(oid, name, self._session_owner(), mad, parsed))
+            self._insert(
+                db, MARKET, oid, bodies.marketplace(oid, name, self._session_owner(), mad, parsed)
+            )
         return oid
 
     def allocate_marketapp(self, template: str, market_id: int) -> int:
@@ -779,7 +853,9 @@ class LocalOne(OneApi):
         if app_type == 0:
             raise InternalError(f"[{method}] Marketplace app type not supported.")
         with self._write() as db:
-            row = db.execute("SELECT body FROM marketplace_pool WHERE oid = ?", (market_id,)).fetchone()
+            row = db.execute(
+                "SELECT body FROM marketplace_pool WHERE oid = ?", (market_id,)
+            ).fetchone()
             if row is None:
                 raise InternalError(f"[{method}] Cannot find associated MARKETPLACE")
             market = bodies.parse_body(row[0])
@@ -815,7 +891,9 @@ class LocalOne(OneApi):
                 oid, name, self._session_owner(), fields, market_id, market_name, parsed
             )
             self._insert(db, MARKETAPP, oid, root)
-            bodies.set_ids(market, "MARKETPLACEAPPS", [*bodies.get_ids(market, "MARKETPLACEAPPS"), oid])
+            bodies.set_ids(
+                market, "MARKETPLACEAPPS", [*bodies.get_ids(market, "MARKETPLACEAPPS"), oid]
+            )
             self._save(db, MARKET, market_id, market)
         return oid
 
@@ -832,8 +910,12 @@ class LocalOne(OneApi):
             oid = self._next_id(db, USER)
             stored = hashlib.sha256(password.encode()).hexdigest() if driver == "core" else password
             gname = group_roots[groups[0]].findtext("NAME") or ""
-            self._insert(db, USER, oid, bodies.user(oid, name, groups[0], gname, groups, stored, driver))
-            db.execute("INSERT INTO user_quotas (user_oid, body) VALUES (?, ?)", (oid, _empty_quotas(oid)))
+            self._insert(
+                db, USER, oid, bodies.user(oid, name, groups[0], gname, groups, stored, driver)
+            )
+            db.execute(
+                "INSERT INTO user_quotas (user_oid, body) VALUES (?, ?)", (oid, _empty_quotas(oid))
+            )
             for gid, root in group_roots.items():
                 bodies.set_ids(root, "USERS", [*bodies.get_ids(root, "USERS"), oid])
                 self._save(db, GROUP, gid, root)
@@ -845,7 +927,10 @@ class LocalOne(OneApi):
             self._check_new_name(db, GROUP, name, 0, InternalError, f"[{method}] ")
             oid = self._next_id(db, GROUP)
             self._insert(db, GROUP, oid, bodies.group(oid, name))
-            db.execute("INSERT INTO group_quotas (group_oid, body) VALUES (?, ?)", (oid, _empty_quotas(oid)))
+            db.execute(
+                "INSERT INTO group_quotas (group_oid, body) VALUES (?, ?)",
+                (oid, _empty_quotas(oid)),
+            )
         return oid
 
     # -- reading -------------------------------------------------------------------------
@@ -867,13 +952,17 @@ class LocalOne(OneApi):
             body = self._decrypted(oid, body)
         return OneObject(kind, body)
 
-    def _with_quotas(self, db: sqlite3.Connection, kind: str, oid: int, body: str, defaults: bool) -> str:
-        table, key = (("user_quotas", "user_oid") if kind == USER else ("group_quotas", "group_oid"))
+    def _with_quotas(
+        self, db: sqlite3.Connection, kind: str, oid: int, body: str, defaults: bool
+    ) -> str:
+        table, key = ("user_quotas", "user_oid") if kind == USER else ("group_quotas", "group_oid")
         quota = db.execute(f"SELECT body FROM {table} WHERE {key} = ?", (oid,)).fetchone()
         default_text = None
         if defaults:
             name = "DEFAULT_USER_QUOTAS" if kind == USER else "DEFAULT_GROUP_QUOTAS"
-            found = db.execute("SELECT body FROM system_attributes WHERE name = ?", (name,)).fetchone()
+            found = db.execute(
+                "SELECT body FROM system_attributes WHERE name = ?", (name,)
+            ).fetchone()
             default_text = found[0] if found else f"<{name}></{name}>"
         return bodies.with_quotas(body, quota[0] if quota else None, default_text)
 
@@ -938,7 +1027,9 @@ class LocalOne(OneApi):
         rows = self._db().execute(sql, params).fetchall()
         if kind in (USER, GROUP):
             db = self._db()
-            return [OneObject(kind, self._with_quotas(db, kind, oid, body, False)) for oid, body in rows]
+            return [
+                OneObject(kind, self._with_quotas(db, kind, oid, body, False)) for oid, body in rows
+            ]
         return [OneObject(kind, body) for _oid, body in rows]
 
     # -- generic operations --------------------------------------------------------------
@@ -988,7 +1079,11 @@ class LocalOne(OneApi):
         if kind == CLUSTER:
             if oid < 100:
                 raise ActionError(prefix + "System Clusters (ID < 100) cannot be deleted.", oid)
-            for collection, noun in (("HOSTS", "hosts"), ("DATASTORES", "datastores"), ("VNETS", "vnets")):
+            for collection, noun in (
+                ("HOSTS", "hosts"),
+                ("DATASTORES", "datastores"),
+                ("VNETS", "vnets"),
+            ):
                 count = len(bodies.get_ids(root, collection))
                 if count:
                     raise ActionError(
@@ -1006,7 +1101,9 @@ class LocalOne(OneApi):
             self._leave_clusters(db, "DATASTORES", "cluster_datastore_relation", root, oid)
         elif kind == VNET:
             if int(root.findtext("USED_LEASES") or 0):
-                raise ActionError(prefix + "Can not remove a virtual network with leases in use", oid)
+                raise ActionError(
+                    prefix + "Can not remove a virtual network with leases in use", oid
+                )
             self._leave_clusters(db, "VNETS", "cluster_network_relation", root, oid)
         elif kind == IMAGE:
             state = int(root.findtext("STATE") or 0)
@@ -1017,7 +1114,9 @@ class LocalOne(OneApi):
             ds = int(root.findtext("DATASTORE_ID") or -1)
             if self._exists(db, DATASTORE, ds):
                 ds_root = self._load(db, DATASTORE, ds, method)
-                bodies.set_ids(ds_root, "IMAGES", [i for i in bodies.get_ids(ds_root, "IMAGES") if i != oid])
+                bodies.set_ids(
+                    ds_root, "IMAGES", [i for i in bodies.get_ids(ds_root, "IMAGES") if i != oid]
+                )
                 self._save(db, DATASTORE, ds, ds_root)
         elif kind == TEMPLATE and recursive:
             for disk in bodies.template_of(root).vectors("DISK"):
@@ -1028,14 +1127,20 @@ class LocalOne(OneApi):
             apps = bodies.get_ids(root, "MARKETPLACEAPPS")
             mad = root.findtext("MARKET_MAD") or ""
             if apps and not MARKET_MAD_CONF.get(mad, ((), True, False))[2]:
-                raise ActionError(f"[{method}] Cannot delete marketplace. Marketplace {oid} is not empty.", oid)
-            db.execute(f"DELETE FROM marketplaceapp_pool WHERE oid IN ({','.join('?' * len(apps))})", apps)
+                raise ActionError(
+                    f"[{method}] Cannot delete marketplace. Marketplace {oid} is not empty.", oid
+                )
+            db.execute(
+                f"DELETE FROM marketplaceapp_pool WHERE oid IN ({','.join('?' * len(apps))})", apps
+            )
         elif kind == MARKETAPP:
             market = int(root.findtext("MARKETPLACE_ID") or -1)
             if self._exists(db, MARKET, market):
                 market_root = self._load(db, MARKET, market, method)
                 bodies.set_ids(
-                    market_root, "MARKETPLACEAPPS", [a for a in bodies.get_ids(market_root, "MARKETPLACEAPPS") if a != oid]
+                    market_root,
+                    "MARKETPLACEAPPS",
+                    [a for a in bodies.get_ids(market_root, "MARKETPLACEAPPS") if a != oid],
                 )
                 self._save(db, MARKET, market, market_root)
         elif kind == USER:
@@ -1044,7 +1149,9 @@ class LocalOne(OneApi):
             for gid in bodies.get_ids(root, "GROUPS"):
                 if self._exists(db, GROUP, gid):
                     group = self._load(db, GROUP, gid, method)
-                    bodies.set_ids(group, "USERS", [u for u in bodies.get_ids(group, "USERS") if u != oid])
+                    bodies.set_ids(
+                        group, "USERS", [u for u in bodies.get_ids(group, "USERS") if u != oid]
+                    )
                     self._save(db, GROUP, gid, group)
             db.execute("DELETE FROM user_quotas WHERE user_oid = ?", (oid,))
         elif kind == GROUP:
@@ -1055,7 +1162,9 @@ class LocalOne(OneApi):
             db.execute("DELETE FROM group_quotas WHERE group_oid = ?", (oid,))
         db.execute(f"DELETE FROM {TABLES[kind]} WHERE oid = ?", (oid,))
 
-    def _leave_clusters(self, db: sqlite3.Connection, collection: str, relation: str, root: Element, oid: int) -> None:
+    def _leave_clusters(
+        self, db: sqlite3.Connection, collection: str, relation: str, root: Element, oid: int
+    ) -> None:
         for cid in bodies.get_ids(root, "CLUSTERS"):
             if self._exists(db, CLUSTER, cid):
                 self._cluster_member(db, cid, collection, oid, add=False)
@@ -1087,7 +1196,9 @@ class LocalOne(OneApi):
                 DATASTORE: [(IMAGE, "DATASTORE_ID", "DATASTORE")],
                 MARKET: [(MARKETAPP, "MARKETPLACE_ID", "MARKETPLACE")],
             }.get(kind, []):
-                children = {HOST: "HOSTS", IMAGE: "IMAGES", MARKETAPP: "MARKETPLACEAPPS"}[child_kind]
+                children = {HOST: "HOSTS", IMAGE: "IMAGES", MARKETAPP: "MARKETPLACEAPPS"}[
+                    child_kind
+                ]
                 for child in bodies.get_ids(root, children):
                     if not self._exists(db, child_kind, child):
                         continue
@@ -1129,7 +1240,9 @@ class LocalOne(OneApi):
             self._save(db, kind, oid, root)
         return oid
 
-    def _change_primary_group(self, db: sqlite3.Connection, root: Element, oid: int, gid: int, method: str) -> None:
+    def _change_primary_group(
+        self, db: sqlite3.Connection, root: Element, oid: int, gid: int, method: str
+    ) -> None:
         new_group = self._load(db, GROUP, gid, method)
         old = int(root.findtext("GID") or 0)
         if old == gid:
@@ -1141,7 +1254,9 @@ class LocalOne(OneApi):
         self._save(db, USER, oid, root)
         if self._exists(db, GROUP, old):
             old_group = self._load(db, GROUP, old, method)
-            bodies.set_ids(old_group, "USERS", [u for u in bodies.get_ids(old_group, "USERS") if u != oid])
+            bodies.set_ids(
+                old_group, "USERS", [u for u in bodies.get_ids(old_group, "USERS") if u != oid]
+            )
             self._save(db, GROUP, old, old_group)
         bodies.set_ids(new_group, "USERS", [*bodies.get_ids(new_group, "USERS"), oid])
         self._save(db, GROUP, gid, new_group)
@@ -1154,7 +1269,10 @@ class LocalOne(OneApi):
         with self._write() as db:
             root = self._load(db, kind, oid, method)
             current = bodies.get_permissions(root)
-            wanted = [old if new == -1 else new for old, new in zip(current, permissions.bits, strict=True)]
+            wanted = [
+                old if new == -1 else new
+                for old, new in zip(current, permissions.bits, strict=True)
+            ]
             admin_bits_change = any(current[i] != wanted[i] for i in (2, 5, 8))
             self._check_lock(kind, root, oid, method, OP_ADMIN if admin_bits_change else OP_MANAGE)
             element = root.find("PERMISSIONS")
@@ -1216,11 +1334,15 @@ class LocalOne(OneApi):
                 if add:
                     return cluster_id
                 raise ActionError(
-                    f"[{method}] {MESSAGE_NAME[kind].capitalize()} {oid} is not in cluster {cluster_id}.", oid
+                    f"[{method}] {MESSAGE_NAME[kind].capitalize()} {oid} is not in cluster "
+                    f"{cluster_id}.",
+                    oid,
                 )
             if add:
                 clusters.add(cluster_id)
-                db.execute(f"INSERT OR IGNORE INTO {relation} (cid, oid) VALUES (?, ?)", (cluster_id, oid))
+                db.execute(
+                    f"INSERT OR IGNORE INTO {relation} (cid, oid) VALUES (?, ?)", (cluster_id, oid)
+                )
             else:
                 clusters.discard(cluster_id)
                 db.execute(f"DELETE FROM {relation} WHERE cid = ? AND oid = ?", (cluster_id, oid))
@@ -1234,7 +1356,9 @@ class LocalOne(OneApi):
         self._check_lock(VNET, root, oid, method, OP_ADMIN)
         state = int(root.findtext("STATE") or 0)
         if state not in (VNET_READY, VNET_UPDATE_FAILURE):
-            raise ActionError(f"Could not execute {method}Virtual Network is in wrong state: {state}", oid)
+            raise ActionError(
+                f"Could not execute {method}Virtual Network is in wrong state: {state}", oid
+            )
         return root
 
     def vnet_add_ar(self, oid: int, ar_template: str) -> int:
@@ -1242,7 +1366,9 @@ class LocalOne(OneApi):
         parsed = self._parse(ar_template, method)
         vectors = parsed.vectors("AR")
         if not vectors:
-            raise InternalError(f"[{method}] Wrong AR definition: no AR vector in the template", oid)
+            raise InternalError(
+                f"[{method}] Wrong AR definition: no AR vector in the template", oid
+            )
         with self._write() as db:
             root = self._vnet_for_ar(db, oid, method)
             pool = root.find("AR_POOL")
@@ -1265,7 +1391,9 @@ class LocalOne(OneApi):
             for ar in pool.findall("AR"):
                 if int(ar.findtext("AR_ID") or -1) == ar_id:
                     if (ar.findtext("ALLOCATED") or "").strip() and not force:
-                        raise InternalError(f"[{method}] Address Range {ar_id} has leases in use", oid)
+                        raise InternalError(
+                            f"[{method}] Address Range {ar_id} has leases in use", oid
+                        )
                     pool.remove(ar)
                     break
             else:
@@ -1285,10 +1413,16 @@ class LocalOne(OneApi):
             self._check_lock(kind, root, oid, method, OP_MANAGE)
             state = int(root.findtext("STATE") or 0)
             if kind == IMAGE:
-                allowed = (IMAGE_DISABLED, IMAGE_ERROR_STATE, IMAGE_READY_STATE) if enable else (IMAGE_READY_STATE, IMAGE_DISABLED)
+                allowed = (
+                    (IMAGE_DISABLED, IMAGE_ERROR_STATE, IMAGE_READY_STATE)
+                    if enable
+                    else (IMAGE_READY_STATE, IMAGE_DISABLED)
+                )
                 if state not in allowed:
                     verb = "enable" if enable else "disable"
-                    raise InternalError(f"[{method}] Could not {verb} image: Image cannot be in state {state}.", oid)
+                    raise InternalError(
+                        f"[{method}] Could not {verb} image: Image cannot be in state {state}.", oid
+                    )
                 new = IMAGE_READY_STATE if enable else IMAGE_DISABLED
             elif kind == MARKETAPP:
                 new = state
@@ -1296,13 +1430,16 @@ class LocalOne(OneApi):
                     new = APP_READY if enable else APP_DISABLED
             elif kind == DATASTORE:
                 if int(root.findtext("TYPE") or 0) != 1:
-                    raise InternalError(f"[{method}] Only SYSTEM_DS can be disabled or enabled", oid)
+                    raise InternalError(
+                        f"[{method}] Only SYSTEM_DS can be disabled or enabled", oid
+                    )
                 new = 0 if enable else 1
             else:
                 new = 0 if enable else 1
                 apps = bodies.get_ids(root, "MARKETPLACEAPPS")
                 if not enable and apps:  # disabling a market drops its app records
-                    db.execute(f"DELETE FROM marketplaceapp_pool WHERE oid IN ({','.join('?' * len(apps))})", apps)
+                    marks = ",".join("?" * len(apps))
+                    db.execute(f"DELETE FROM marketplaceapp_pool WHERE oid IN ({marks})", apps)
                     bodies.set_ids(root, "MARKETPLACEAPPS", [])
             bodies.set_text(root, "STATE", new)
             self._save(db, kind, oid, root)
