@@ -336,6 +336,21 @@ def test_update_rules(one_api: OneApi, keyfile: Path) -> None:
     assert connection == {"access_key": SECRET, "secret_key": SECRET, "region": "y"}
 
 
+def test_google_key_replaced_by_update(one_api: OneApi, keyfile: Path, tmp_path: Path) -> None:
+    oid = create_provider(one_api, own_template("google", keyfile))
+    body = show_provider(one_api, oid).body
+    assert body is not None
+    new_key = tmp_path / "new-key.json"
+    new_key.write_text(json.dumps({"type": "service_account", "private_key": "new"}))
+    connection = {**body["connection"], "credentials": str(new_key)}
+    assert update_provider(one_api, oid, {**body, "connection": connection}) is True
+    stored = show_provider(one_api, oid).connection["credentials"]
+    assert base64.b64decode(stored) == new_key.read_bytes()
+    connection["credentials"] = str(tmp_path / "missing.json")
+    with pytest.raises(ProviderError, match="Google credentials file not found"):
+        update_provider(one_api, oid, {**body, "connection": connection})
+
+
 def test_plain_update_keeps_the_provider(one_api: OneApi, keyfile: Path) -> None:
     oid = create_provider(one_api, own_template("digitalocean", keyfile))
     before = show_provider(one_api, oid)

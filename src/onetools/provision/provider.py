@@ -487,7 +487,8 @@ def _restore_masked(new: Any, old: Any) -> Any:
 
 def check_body_update(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """The new body if the update rules allow it: same top-level keys; ``provider`` and
-    ``name`` unchanged; the driver's connection keys still there."""
+    ``name`` unchanged; the driver's connection keys still there.  Masked values keep the
+    stored ones; a changed Google ``credentials`` is read as at create."""
     if set(new) != set(old):
         raise ProviderError("Keys can not be changed")
     for key in ("provider", "name"):
@@ -499,6 +500,15 @@ def check_body_update(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
     driver = DRIVERS.get(str(body.get("provider")))
     if driver is not None:
         _check_connection_keys(driver, body.get("connection"))
+    old_connection = old.get("connection")
+    if driver is not None and driver.name == "google" and isinstance(old_connection, dict):
+        # A new key file named in an update is read as at create.
+        credentials = body["connection"]["credentials"]
+        if credentials != old_connection.get("credentials"):
+            body["connection"] = {
+                **body["connection"],
+                "credentials": _google_credentials(credentials),
+            }
     return body
 
 
