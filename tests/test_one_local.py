@@ -389,3 +389,28 @@ def test_copied_ciphertext_does_not_open_in_another_document(store: LocalOne) ->
     store.update(api.DOCUMENT, second, f'PROVISION_BODY = "{sealed}"')
     with pytest.raises(InternalError, match="Cannot decrypt"):
         store.info(api.DOCUMENT, second, decrypt=True)
+
+
+def test_one_store_shared_by_threads(store: LocalOne) -> None:
+    """A threaded server may wrap one LocalOne: each thread gets its own connection."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def allocate(tag: str) -> None:
+        try:
+            for i in range(50):
+                store.allocate_template(f"NAME = {tag}-{i}")
+                store.pool(api.TEMPLATE, api.FILTER_ALL, 0, -5)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=allocate, args=(f"t{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(t.id for t in store.pool(api.TEMPLATE)) == list(range(200))
+    assert [u.name for u in store.pool(api.USER)] == ["oneadmin"]
+    assert store.pool(api.USER)[0].has("DATASTORE_QUOTA")

@@ -34,6 +34,7 @@ import hashlib
 import os
 import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -217,7 +218,10 @@ class LocalOne(OneApi):
         self.db_path = self.home / DB_FILE
         self._refuse_oned_database()
         self._prepare_home()
-        self._connection: sqlite3.Connection | None = None
+        # One connection per thread (sqlite3 connections are not shared between threads): a
+        # threaded XML-RPC server can wrap one LocalOne.
+        self._connections: dict[int, sqlite3.Connection] = {}
+        self._connections_lock = threading.Lock()
         self._keys: KeyFile | None = None
         self._request = int(time.time() * 1000) % 1_000_000
 
@@ -259,16 +263,22 @@ class LocalOne(OneApi):
 
     # -- database ------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
+        thread = threading.get_ident()
+        connection = self._connections.get(thread)
+        if connection is None:
             if not self.db_path.exists():
                 self._bootstrap()
             connection = sqlite3.connect(
-                str(self.db_path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+                str(self.db_path),
+                isolation_level=None,  # transactions are ours: BEGIN IMMEDIATE ... COMMIT
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,  # close() may run in another thread
             )
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             connection.execute("PRAGMA synchronous = NORMAL")
-            self._connection = connection
-        return self._connection
+            with self._connections_lock:
+                self._connections[thread] = connection
+        return connection
 
     def _bootstrap(self) -> None:
         import fcntl
@@ -372,9 +382,11 @@ class LocalOne(OneApi):
             db.execute("COMMIT")
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        with self._connections_lock:
+            connections = list(self._connections.values())
+            self._connections.clear()
+        for connection in connections:
+            connection.close()
 
     # -- rows ----------------------------------------------------------------------------
     def _next_id(self, db: sqlite3.Connection, kind: str) -> int:
@@ -1024,12 +1036,18 @@ class LocalOne(OneApi):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY oid" + limit
-        rows = self._db().execute(sql, params).fetchall()
-        if kind in (USER, GROUP):
-            db = self._db()
+        if kind in (USER, GROUP):  # unfiltered pools: no WHERE, no LIMIT
+            quotas, key = (
+                ("user_quotas", "user_oid") if kind == USER else ("group_quotas", "group_oid")
+            )
+            joined = self._db().execute(
+                f"SELECT p.body, q.body FROM {TABLES[kind]} p LEFT JOIN {quotas} q "
+                f"ON q.{key} = p.oid ORDER BY p.oid"
+            )
             return [
-                OneObject(kind, self._with_quotas(db, kind, oid, body, False)) for oid, body in rows
+                OneObject(kind, bodies.with_quotas(body, quota, None)) for body, quota in joined
             ]
+        rows = self._db().execute(sql, params).fetchall()
         return [OneObject(kind, body) for _oid, body in rows]
 
     # -- generic operations --------------------------------------------------------------
