@@ -88,6 +88,30 @@ def test_help_and_version(tool: Tool) -> None:
     assert bad.code == 255 and "ERROR : " in bad.err
 
 
+SHIPPED = sorted(PROVISION_DATA.glob("*/*/*/providers/*/*.yml"))
+
+
+def test_every_shipped_file_through_the_command(tmp_path: Path, base_env: dict[str, str]) -> None:
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps({"type": "service_account", "private_key": "k"}))
+    assert len(SHIPPED) == 42
+    stores: list[list[str]] = []  # names repeat between versions and metal/virtual
+    for index, path in enumerate(SHIPPED):
+        text = path.read_text().replace("'JSON credentials file'", f"'{key}'")
+        copy = tmp_path / f"{index}-{path.name}"
+        copy.write_text(text)
+        name = yaml.safe_load(text)["name"]
+        store = next((i for i, names in enumerate(stores) if name not in names), len(stores))
+        if store == len(stores):
+            stores.append([])
+        tool = Tool({**base_env, "ONETOOLS_HOME": str(tmp_path / f"store-{store}")})
+        assert created_id(tool("create", str(copy))) == len(stores[store]), path
+        stores[store].append(name)
+    for store, names in enumerate(stores):
+        tool = Tool({**base_env, "ONETOOLS_HOME": str(tmp_path / f"store-{store}")})
+        assert tool("list", "--csv", "--no-header", "-l", "NAME").out.split() == names
+
+
 def test_create_list_show(tool: Tool) -> None:
     aws = created_id(tool("create", str(AWS_FILE)))
     onprem = created_id(tool("create", str(ONPREM_FILE)))
