@@ -64,8 +64,9 @@ from onetools.one.errors import (
 from onetools.one.xmlrpc import XmlRpcOne
 
 VERSION = "6.10.0"
-#: xmlrpc-c's fault codes (XMLRPC_TYPE_ERROR, XMLRPC_NO_SUCH_METHOD_ERROR).
+#: xmlrpc-c's fault codes (XMLRPC_TYPE_ERROR, XMLRPC_PARSE_ERROR, XMLRPC_NO_SUCH_METHOD_ERROR).
 FAULT_TYPE = -501
+FAULT_PARSE = -503
 FAULT_NO_SUCH_METHOD = -506
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -442,7 +443,9 @@ class OneXmlRpcServer:
         try:
             params, name = xmlrpc.client.loads(data)
         except Exception as exc:  # not an XML-RPC call at all
-            return dump_response(xmlrpc.client.Fault(-32700, f"parse error: {exc}"))
+            return dump_response(
+                xmlrpc.client.Fault(FAULT_PARSE, f"Call XML not a proper XML-RPC call: {exc}")
+            )
         try:
             response = self._run(lambda: self.dispatcher.dispatch(name or "", params))
         except xmlrpc.client.Fault as fault:

@@ -86,7 +86,7 @@ def fixed_server(status: int, content_type: str, body: bytes) -> http.server.HTT
         "Answer", (_FixedAnswer,), {"status": status, "content_type": content_type, "body": body}
     )
     server = http.server.HTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server
 
 
@@ -300,6 +300,12 @@ def test_i8_parameters_are_read_as_xmlrpc_c_reads_them(one_server: OneXmlRpcServ
         host_info(f"<i8>{2**40}</i8>")
     with pytest.raises(xmlrpc.client.Fault, match="supposed to be integer"):
         host_info("<nil/>")
+
+
+def test_a_body_that_is_not_a_call_is_a_fault(one_server: OneXmlRpcServer) -> None:
+    with pytest.raises(xmlrpc.client.Fault) as info:
+        _post(one_server.url, "<methodCall><params></methodCall>")
+    assert info.value.faultCode == -503
 
 
 def test_unknown_method_is_a_fault(
