@@ -32,6 +32,7 @@ from onetools.provision.provider import (
     Provider,
     ProviderError,
     build_document,
+    chgrp_providers,
     chmod_providers,
     chown_providers,
     create_provider,
@@ -420,7 +421,7 @@ def test_owner_group_and_permissions(one_api: OneApi, keyfile: Path) -> None:
     assert chown_providers(one_api, [oid], uid, gid) == {}
     document = show_provider(one_api, oid).document
     assert (document.uid, document.gid) == (uid, gid)
-    assert chown_providers(one_api, [oid], -1, 0) == {}  # chgrp
+    assert chgrp_providers(one_api, [oid], 0) == {}
     assert show_provider(one_api, oid).document.gid == 0
     assert chmod_providers(one_api, [oid], Permissions.from_octet("640")) == {}
     permissions = show_provider(one_api, oid).document.permissions

@@ -252,11 +252,11 @@ def _group_id(one: OneApi, text: str) -> int:
 
 
 def cmd_chgrp(args: argparse.Namespace) -> int:
-    from onetools.provision.provider import chown_providers
+    from onetools.provision.provider import chgrp_providers
 
     with open_one(args) as one:
         ids = _provider_ids(one, args.range)
-        return _report(ids, chown_providers(one, ids, -1, _group_id(one, args.group)))
+        return _report(ids, chgrp_providers(one, ids, _group_id(one, args.group)))
 
 
 def cmd_chown(args: argparse.Namespace) -> int:

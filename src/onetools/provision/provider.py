@@ -601,8 +601,13 @@ def chown_provider(one: OneApi, oid: int, uid: int = -1, gid: int = -1) -> None:
 def chown_providers(
     one: OneApi, ids: Iterable[int], uid: int = -1, gid: int = -1
 ) -> dict[int, OnetoolsError]:
-    """``chown_provider`` on each ID (``chgrp`` is ``uid=-1``); the failures by ID."""
+    """``chown_provider`` on each ID; the failures by ID."""
     return _each(ids, lambda oid: chown_provider(one, oid, uid, gid))
+
+
+def chgrp_providers(one: OneApi, ids: Iterable[int], gid: int) -> dict[int, OnetoolsError]:
+    """Change the group of each provider; the failures by ID."""
+    return chown_providers(one, ids, -1, gid)
 
 
 def chmod_provider(one: OneApi, oid: int, permissions: Permissions) -> None:
