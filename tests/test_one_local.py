@@ -414,3 +414,12 @@ def test_one_store_shared_by_threads(store: LocalOne) -> None:
     assert sorted(t.id for t in store.pool(api.TEMPLATE)) == list(range(200))
     assert [u.name for u in store.pool(api.USER)] == ["oneadmin"]
     assert store.pool(api.USER)[0].has("DATASTORE_QUOTA")
+
+
+def test_damaged_store_is_one_clear_error(home: Path) -> None:
+    home.mkdir(mode=0o700)
+    (home / "one.db").write_bytes(b"this is not a database at all" * 100)
+    one = LocalOne(home)
+    with pytest.raises(InternalError, match="Cannot open the embedded store"):
+        one.pool(api.CLUSTER)
+    one.close()

@@ -274,8 +274,23 @@ class LocalOne(OneApi):
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 check_same_thread=False,  # close() may run in another thread
             )
-            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            connection.execute("PRAGMA synchronous = NORMAL")
+            try:
+                connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                connection.execute("PRAGMA synchronous = NORMAL")
+                tables = connection.execute(
+                    "SELECT count(*) FROM sqlite_master "
+                    "WHERE name IN ('pool_control', 'db_versioning')"
+                ).fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                connection.close()
+                raise InternalError(
+                    f"Cannot open the embedded store {self.db_path}: {exc}"
+                ) from None
+            if tables != 2:
+                connection.close()
+                raise InternalError(
+                    f"{self.db_path} is not an OpenNebula database (no pool_control/db_versioning)"
+                )
             with self._connections_lock:
                 self._connections[thread] = connection
         return connection
@@ -374,12 +389,15 @@ class LocalOne(OneApi):
             raise InternalError(f"Cannot write {self.db_path}: {exc}") from None
         try:
             yield db
-        except BaseException:
+            db.execute("COMMIT")
+        except BaseException as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                # A constraint the checks above should have caught, a full disk, a lock held
+                # longer than the busy timeout: one clear line, nothing half-written.
+                raise InternalError(f"Cannot write {self.db_path}: {exc}") from None
             raise
-        else:
-            db.execute("COMMIT")
 
     def close(self) -> None:
         with self._connections_lock:
