@@ -329,6 +329,14 @@ def test_update_rules(one_api: OneApi, keyfile: Path) -> None:
         "PROVISION_BODY",
     ]
 
+    # Edited from a copy someone else has updated since: refused, nothing lost.
+    stale = {**changed, "description": "stale edit"}
+    with pytest.raises(ProviderError, match="updated by someone else"):
+        update_provider(one_api, oid, stale, edited_from=body)
+    assert show_provider(one_api, oid).body == changed
+    assert update_provider(one_api, oid, stale, edited_from=changed) is True
+    changed = stale
+
     # A masked copy (show -j) written back keeps the stored secrets.
     masked = after.to_dict()["DOCUMENT"]["TEMPLATE"]["PROVISION_BODY"]
     masked["connection"]["region"] = "y"

@@ -218,6 +218,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 
     with open_one(args) as one:
         oid = _provider_id(one, args.provider)
+        section = None
         if args.file:
             text = _read_file(args.file)
         else:
@@ -231,9 +232,10 @@ def cmd_update(args: argparse.Namespace) -> int:
             original = json.dumps(section, indent=4, ensure_ascii=False) + "\n"
             text = _edit(original)
             if text == original:
-                log_line("INFO", "No changes: provider not updated")
+                if getattr(args, "verbose", False):
+                    log_line("INFO", "No changes: provider not updated")
                 return EXIT_OK
-        changed = update_provider(one, oid, text, plain=args.plain)
+        changed = update_provider(one, oid, text, plain=args.plain, edited_from=section)
     if not changed and getattr(args, "verbose", False):
         log_line("INFO", "No changes: provider not updated")
     return EXIT_OK

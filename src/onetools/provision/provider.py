@@ -513,11 +513,19 @@ def check_body_update(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[st
 
 
 def update_provider(
-    one: OneApi, oid: int, new: str | Mapping[str, Any], plain: bool = False
+    one: OneApi,
+    oid: int,
+    new: str | Mapping[str, Any],
+    plain: bool = False,
+    edited_from: Mapping[str, Any] | None = None,
 ) -> bool:
     """Replace the provider's body (or, with ``plain``, its PLAIN section) under the
     document's lock.  ``new`` is JSON text or a mapping.  Returns whether anything changed
-    (nothing is written otherwise).  The PLAIN ``provider`` is always the body's."""
+    (nothing is written otherwise).  The PLAIN ``provider`` is always the body's.
+
+    ``edited_from`` is the section as it was when the user started editing: if it changed
+    since (someone else updated it), nothing is written, rather than losing that update.
+    """
     data = parse_body(new) if isinstance(new, str) else dict(new)
     _provider_document(one, oid)  # a wrong type is refused before locking it
     with one.synchronize(DOCUMENT, oid):
@@ -526,6 +534,11 @@ def update_provider(
             raise ProviderError(
                 f"Provider {oid}: the body cannot be decrypted (reading provider connections "
                 "needs a user of the oneadmin group)"
+            )
+        if edited_from is not None and edited_from != (current.plain if plain else current.body):
+            raise ProviderError(
+                f"Provider {oid} was updated by someone else while it was edited: nothing "
+                "written (run the update again)"
             )
         if plain:
             body = current.body
