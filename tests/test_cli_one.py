@@ -116,6 +116,8 @@ def test_id_lists_and_ranges() -> None:
     assert parse_id_list("5..5") == [5]
     with pytest.raises(UsageError, match="greater"):
         parse_id_list("9..3")
+    with pytest.raises(UsageError, match="more than"):
+        parse_id_list("1..1000000000")
     with pytest.raises(UsageError, match="empty item"):
         parse_id_list("1,,2")
 

@@ -374,6 +374,8 @@ def render_table(columns: Sequence[Column], rows: Sequence[Any], args: argparse.
 
 # -- object arguments ---------------------------------------------------------------------------
 _RANGE = re.compile(r"^\s*(\d+)\s*\.\.\s*(\d+)\s*$")
+#: A typo such as ``1..1000000000`` must not make a billion calls.
+MAX_RANGE = 100_000
 
 
 def parse_id_list(spec: str) -> list[int | str]:
@@ -388,6 +390,8 @@ def parse_id_list(spec: str) -> list[int | str]:
             start, end = int(match.group(1)), int(match.group(2))
             if start > end:
                 raise UsageError(f"Invalid range '{text}': {start} is greater than {end}")
+            if end - start >= MAX_RANGE:
+                raise UsageError(f"Invalid range '{text}': more than {MAX_RANGE} IDs")
             items.extend(range(start, end + 1))
         elif text.isdigit():
             items.append(int(text))
