@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, SHARED_DATA
 from onetools.errors import UsageError
 from onetools.one import api
-from onetools.one.errors import InternalError
+from onetools.one.errors import AllocateError, InternalError
 from onetools.one.local import LocalOne
 
 XSD_DIR = SHARED_DATA / "opennebula-xsd" / "6.10.0"
@@ -222,8 +222,30 @@ def test_reopen_keeps_objects(home: Path) -> None:
 
 # ---- onedb on the store ---------------------------------------------------------------------
 def test_onedb_version_and_fsck(store: LocalOne, home: Path, tmp_path: Path) -> None:
-    _populate(store)
+    objects = _populate(store)
+    # mutations that touch relations and parent names, all of which fsck checks
     store.delete(api.TEMPLATE, store.allocate_template("NAME = gone"))
+    cluster = objects[api.CLUSTER][1]
+    store.rename(api.CLUSTER, cluster, "renamed")
+    store.rename(api.DATASTORE, 1, "images")
+    store.rename(api.MARKET, objects[api.MARKET][2], "market2")
+    other = store.allocate_cluster("other")
+    host = store.allocate_host("node2", "kvm", "kvm")
+    store.cluster_add(other, api.HOST, host)
+    store.cluster_add(other, api.DATASTORE, 1)
+    store.cluster_remove(0, api.DATASTORE, 2)
+    vnet = store.allocate_vnet("NAME = n2\nVN_MAD = bridge", other)
+    store.cluster_add(cluster, api.VNET, vnet)
+    store.cluster_remove(other, api.VNET, vnet)
+    doomed = store.allocate_vnet("NAME = n3\nVN_MAD = bridge", other)
+    store.delete(api.VNET, doomed)
+    store.delete(api.HOST, store.allocate_host("node3", "kvm", "kvm", other))
+    ds = store.allocate_datastore("NAME = tmpds\nDS_MAD = fs\nTM_MAD = ssh", other)
+    store.delete(api.IMAGE, store.allocate_image("NAME = i\nSIZE = 1\nTYPE = DATABLOCK", ds))
+    store.delete(api.DATASTORE, ds)
+    store.delete(api.MARKETAPP, objects[api.MARKETAPP][1])
+    user = objects[api.USER][1]
+    store.chown(api.USER, user, -1, 1)
     store.close()
     db = str(home / "one.db")
     version = subprocess.run([ONEDB, "version", "-s", db], capture_output=True, text=True)
@@ -423,3 +445,40 @@ def test_damaged_store_is_one_clear_error(home: Path) -> None:
     with pytest.raises(InternalError, match="Cannot open the embedded store"):
         one.pool(api.CLUSTER)
     one.close()
+
+
+def test_image_facts_from_a_local_path(store: LocalOne, tmp_path: Path) -> None:
+    qcow = tmp_path / "disk.qcow2"
+    qcow.write_bytes(b"QFI\xfb" + b"\0" * (3 * 1024 * 1024))
+    raw = tmp_path / "disk.img"
+    raw.write_bytes(b"\0" * 10)
+    first = store.info(api.IMAGE, store.allocate_image(f"NAME = q\nPATH = {qcow}", 1))
+    assert (first.text("FORMAT"), first.int("SIZE"), first.int("STATE")) == ("qcow2", 4, 1)
+    assert first.text("SOURCE").startswith("/var/lib/one//datastores/1/")
+    assert first.text("PATH") == str(qcow) and "PATH" not in first.template()
+    second = store.info(api.IMAGE, store.allocate_image(f"NAME = r\nPATH = {raw}\nTYPE = CDROM", 1))
+    assert (second.text("FORMAT"), second.int("SIZE"), second.int("TYPE")) == ("raw", 1, 1)
+    assert second.template()["DEV_PREFIX"] == "hd"
+    given = store.allocate_image("NAME = s\nSOURCE = /dev/vg/lv\nFORMAT = raw\nSIZE = 20", 1)
+    assert store.info(api.IMAGE, given).text("SOURCE") == "/dev/vg/lv"
+    with pytest.raises(AllocateError, match="mutually exclusive"):
+        store.allocate_image(f"NAME = t\nPATH = {raw}\nSOURCE = /x", 1)
+    with pytest.raises(AllocateError, match="FORMAT"):
+        store.allocate_image("NAME = t\nSOURCE = /x", 1)
+
+
+def test_image_marketplace_app(store: LocalOne) -> None:
+    market = store.allocate_market(
+        'NAME = "m1"\nMARKET_MAD = "http"\nBASE_URL = "http://f/"\nPUBLIC_DIR = "/srv"'
+    )
+    image = store.allocate_image("NAME = i\nSIZE = 64\nTYPE = DATABLOCK", 1)
+    app = store.info(
+        api.MARKETAPP, store.allocate_marketapp(f"NAME = a\nORIGIN_ID = {image}", market)
+    )
+    assert (app.int("TYPE"), app.int("SIZE"), app.text("ORIGIN_ID")) == (1, 64, str(image))
+    with pytest.raises(InternalError, match="Image does not exist"):
+        store.allocate_marketapp("NAME = b\nORIGIN_ID = 999", market)
+    with pytest.raises(InternalError, match="Cannot find associated MARKETPLACE"):
+        store.allocate_marketapp("NAME = c\nORIGIN_ID = -1\nTYPE = VMTEMPLATE", 77)
+    with pytest.raises(InternalError, match="type not supported"):
+        store.allocate_marketapp("NAME = d\nORIGIN_ID = -1\nTYPE = WEIRD", market)

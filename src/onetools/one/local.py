@@ -775,7 +775,7 @@ class LocalOne(OneApi):
                 "REGTIME": now,
                 "SOURCE": source,
                 "PATH": path,
-                "FORMAT": image_format or detected or ("raw" if path else ""),
+                "FORMAT": image_format or detected or "raw",
                 "SIZE": size,
                 # LOCKED (4) while a driver would copy; nothing copies here: READY at once.
                 "STATE": IMAGE_READY_STATE,
