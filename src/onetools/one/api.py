@@ -134,7 +134,7 @@ IMAGE_ERROR = 5
 
 
 class Permissions:
-    """The nine permission bits of an object, in oned's order (owner/group/other × U/M/A).
+    """The nine permission bits of an object, in oned's order (owner, group, other; each U, M, A).
 
     ``-1`` in a bit of a ``chmod`` request leaves that bit unchanged.
     """
@@ -236,7 +236,9 @@ class OneApi(ABC):
     def allocate_vnet(self, template: str, cluster_id: int = -1) -> int: ...
 
     @abstractmethod
-    def allocate_image(self, template: str, datastore_id: int, no_check_capacity: bool = False) -> int: ...
+    def allocate_image(
+        self, template: str, datastore_id: int, no_check_capacity: bool = False
+    ) -> int: ...
 
     @abstractmethod
     def allocate_template(self, template: str) -> int: ...
@@ -254,7 +256,9 @@ class OneApi(ABC):
     def allocate_marketapp(self, template: str, market_id: int) -> int: ...
 
     @abstractmethod
-    def allocate_user(self, name: str, password: str, driver: str = "core", group_ids: Sequence[int] = ()) -> int: ...
+    def allocate_user(
+        self, name: str, password: str, driver: str = "core", group_ids: Sequence[int] = ()
+    ) -> int: ...
 
     @abstractmethod
     def allocate_group(self, name: str) -> int: ...
@@ -320,7 +324,9 @@ class OneApi(ABC):
     def enable(self, kind: str, oid: int, enable: bool) -> int:
         """``one.<kind>.enable`` for images, marketplaces, marketplace apps and system DSs."""
 
-    def wait_image_ready(self, oid: int, timeout: float = 300.0, interval: float = 1.0) -> OneObject:
+    def wait_image_ready(
+        self, oid: int, timeout: float = 300.0, interval: float = 1.0
+    ) -> OneObject:
         """Poll an image until it is READY; ``ActionError`` when it enters ERROR, ``TimeoutError``
         (a ``OneError``) after ``timeout`` seconds."""
         from onetools.one.errors import ActionError, OneTimeout

@@ -63,7 +63,9 @@ def _home_dir(env: Mapping[str, str]) -> Path:
     return Path(env.get("HOME") or os.path.expanduser("~"))
 
 
-def resolve_endpoint(endpoint: str | None = None, env: Mapping[str, str] | None = None) -> str | None:
+def resolve_endpoint(
+    endpoint: str | None = None, env: Mapping[str, str] | None = None
+) -> str | None:
     """The XML-RPC endpoint to use, or None for the embedded store."""
     env = os.environ if env is None else env
     if endpoint:

@@ -7,6 +7,7 @@ Parsing uses the standard library's ElementTree, not lxml: listing commands stay
 
 from __future__ import annotations
 
+import builtins
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
@@ -64,7 +65,7 @@ class OneObject:
             return default
         return element.text
 
-    def int(self, path: str, default: int = -1) -> int:
+    def int(self, path: str, default: builtins.int = -1) -> builtins.int:
         value = self.text(path)
         try:
             return int(value)
@@ -75,7 +76,7 @@ class OneObject:
         return self.root.find(path) is not None
 
     @property
-    def id(self) -> int:
+    def id(self) -> builtins.int:
         return self.int("ID")
 
     @property
@@ -83,11 +84,11 @@ class OneObject:
         return self.text("NAME")
 
     @property
-    def uid(self) -> int:
+    def uid(self) -> builtins.int:
         return self.int("UID")
 
     @property
-    def gid(self) -> int:
+    def gid(self) -> builtins.int:
         return self.int("GID")
 
     @property
@@ -108,14 +109,14 @@ class OneObject:
         return Permissions([int(element.findtext(f) or 0) for f in _PERMISSION_FIELDS])
 
     @property
-    def lock(self) -> dict[str, int] | None:
+    def lock(self) -> dict[str, builtins.int] | None:
         """``{"LOCKED": level, "OWNER": uid, "TIME": epoch, "REQ_ID": n}`` while locked."""
         element = self.root.find("LOCK")
         if element is None:
             return None
-        return {child.tag: int(child.text or 0) for child in element}
+        return {child.tag: builtins.int(child.text or 0) for child in element}
 
-    def ids(self, path: str) -> list[int]:
+    def ids(self, path: str) -> list[builtins.int]:
         """The ``<ID>`` children of a collection such as ``HOSTS`` or ``CLUSTERS``."""
         element = self.root.find(path)
         if element is None:
@@ -160,7 +161,9 @@ def _element_mapping(element: ET.Element) -> dict[str, Any]:
         else:
             result[child.tag] = value
     # plain lists out: the marker class only told repeated elements from list values
-    return {key: list(value) if isinstance(value, _Repeated) else value for key, value in result.items()}
+    return {
+        key: list(value) if isinstance(value, _Repeated) else value for key, value in result.items()
+    }
 
 
 class _Repeated(list):  # type: ignore[type-arg]
