@@ -103,15 +103,12 @@ def test_every_shipped_file_is_found() -> None:
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(PROVISION_DATA)))
-def test_shipped_provider_files_are_accepted(path: Path, tmp_path: Path, keyfile: Path) -> None:
+def test_shipped_provider_files_are_accepted(path: Path, one_api: OneApi, keyfile: Path) -> None:
     import yaml
 
-    from onetools.one.local import LocalOne
-
     text = shipped_text(path, keyfile)
-    with LocalOne(tmp_path / "home") as one:  # type: ignore[call-arg]
-        oid = create_provider(one, text, path=str(path), now=1700000000)
-        provider = show_provider(one, oid)
+    oid = create_provider(one_api, text, path=str(path), now=1700000000)
+    provider = show_provider(one_api, oid)
     source = yaml.safe_load(text)
     body = provider.body
     assert body is not None and provider.name == source["name"] == body["name"]
