@@ -83,6 +83,7 @@ def _populate(one: LocalOne) -> dict[str, list[int]]:
     image_app = one.allocate_marketapp(f'NAME = "app2"\nORIGIN_ID = "{image}"', market)
     group = one.allocate_group("g1")
     user = one.allocate_user("u1", "pw", group_ids=[group])
+    one.chown(api.IMAGE, block, user, group)  # quota usage of a non-oneadmin owner
     for kind, oid in ((api.IMAGE, image), (api.DOCUMENT, provider), (api.MARKETAPP, app)):
         one.lock(kind, oid, api.LOCK_MANAGE)
     one.lock(api.VNET, vnet, api.LOCK_ADMIN)
@@ -246,6 +247,12 @@ def test_onedb_version_and_fsck(store: LocalOne, home: Path, tmp_path: Path) -> 
     store.delete(api.MARKETAPP, objects[api.MARKETAPP][1])
     user = objects[api.USER][1]
     store.chown(api.USER, user, -1, 1)
+    owned = store.allocate_image("NAME = owned\nSIZE = 5\nTYPE = DATABLOCK", 1)
+    store.chown(api.IMAGE, owned, user, 1)
+    moved = store.allocate_image("NAME = moved\nSIZE = 7\nTYPE = DATABLOCK", 1)
+    store.chown(api.IMAGE, moved, user, 1)
+    store.chown(api.IMAGE, moved, 0, 0)
+    store.delete(api.IMAGE, owned)
     store.close()
     db = str(home / "one.db")
     version = subprocess.run([ONEDB, "version", "-s", db], capture_output=True, text=True)

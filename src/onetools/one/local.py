@@ -26,6 +26,23 @@ and format read from a local ``PATH`` when there is one; a new virtual network i
 (oned: LOCK_CREATE until the network driver ran); image marketplace apps are READY.  Capacity
 is not checked (``no_check_capacity`` has nothing to skip), and an app whose origin is missing
 or whose type is unknown is refused instead of being left in ERROR.
+
+Other choices, where xmlrpc.md leaves room:
+
+* ``host_status``: ENABLED → STATE 0 (INIT, what oned sets before monitoring moves it to 2),
+  DISABLED → 4, OFFLINE → 8; PREV_STATE keeps the old state.
+* Locks follow the 6.8+ rules; the session is an admin, so relocking replaces owner and time,
+  and unlocking always succeeds.  Blocked calls name the lock's type as oned does
+  (``TEMPLATE is locked. [3]``), with LockedError (code AUTHORIZATION).
+* Default datastores and markets get ``um- u-- u--``; objects the session creates get
+  ``DEFAULT_UMASK = 177`` (``um- --- ---``).  Quota usage is kept for what exists here,
+  images (DATASTORE_QUOTA of their owner and group; oneadmin's user 0 and group 0 are not
+  tracked, as in oned), so ``onedb fsck`` finds nothing to recompute.
+
+Facts learned the hard way: ``onedb fsck`` without ``--dry`` writes a backup, by default next
+to ``/var/lib/one/one.db``, so give it ``-b``; the 6.10 XSDs of host, datastore, image, vnet,
+vmtemplate and vntemplate do not load in libxml2 as shipped (their TEMPLATE content model is
+not deterministic), see ``tests/test_one_local.py``.
 """
 
 from __future__ import annotations
@@ -303,8 +320,10 @@ class LocalOne(OneApi):
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
             if self.db_path.exists():  # another process bootstrapped while we waited
                 return
+            # Under the lock no other bootstrap runs: any temporary file is a killed one's.
+            for stale in self.home.glob(f".{DB_FILE}.*.tmp"):
+                stale.unlink(missing_ok=True)
             temporary = self.home / f".{DB_FILE}.{os.getpid()}.tmp"
-            temporary.unlink(missing_ok=True)
             os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             try:
                 self._bootstrap_file(temporary)
@@ -786,6 +805,7 @@ class LocalOne(OneApi):
                 oid, name, self._session_owner(), fields, datastore_id, ds_name, parsed
             )
             self._insert(db, IMAGE, oid, root)
+            self._image_quota(db, root, +1)
             bodies.set_ids(ds_root, "IMAGES", [*bodies.get_ids(ds_root, "IMAGES"), oid])
             self._save(db, DATASTORE, datastore_id, ds_root)
         return oid
@@ -1147,6 +1167,7 @@ class LocalOne(OneApi):
                 raise InternalError(f"[{method}] Image locked, use --force flag to delete it", oid)
             if bodies.get_ids(root, "VMS"):
                 raise ActionError(prefix + "The image is used by VMs.", oid)
+            self._image_quota(db, root, -1)
             ds = int(root.findtext("DATASTORE_ID") or -1)
             if self._exists(db, DATASTORE, ds):
                 ds_root = self._load(db, DATASTORE, ds, method)
@@ -1267,14 +1288,50 @@ class LocalOne(OneApi):
                             f"{TAKEN_TYPE[kind]} {other} named {name}",
                             oid,
                         )
+            new_group = self._load(db, GROUP, gid, method) if gid != -1 else None
+            if kind == IMAGE:
+                self._image_quota(db, root, -1)
+            if uid != -1:
                 bodies.set_text(root, "UID", uid)
                 bodies.set_text(root, "UNAME", user.findtext("NAME") or "")
-            if gid != -1:
-                group = self._load(db, GROUP, gid, method)
+            if new_group is not None:
                 bodies.set_text(root, "GID", gid)
-                bodies.set_text(root, "GNAME", group.findtext("NAME") or "")
+                bodies.set_text(root, "GNAME", new_group.findtext("NAME") or "")
+            if kind == IMAGE:
+                self._image_quota(db, root, +1)
             self._save(db, kind, oid, root)
         return oid
+
+    def _image_quota(self, db: sqlite3.Connection, image: Element, sign: int) -> None:
+        """Add (``sign`` 1) or remove (-1) an image to/from its owner's and group's datastore
+        quota usage, as oned does; uid 0 and gid 0 are not tracked (nor checked by fsck)."""
+        ds = image.findtext("DATASTORE_ID") or "-1"
+        size = int(image.findtext("SIZE") or 0)
+        for table, key, owner in (
+            ("user_quotas", "user_oid", int(image.findtext("UID") or 0)),
+            ("group_quotas", "group_oid", int(image.findtext("GID") or 0)),
+        ):
+            if owner <= 0:
+                continue
+            row = db.execute(f"SELECT body FROM {table} WHERE {key} = ?", (owner,)).fetchone()
+            root = bodies.parse_body(row[0] if row else _empty_quotas(owner))
+            holder = root.find("DATASTORE_QUOTA")
+            if holder is None:
+                holder = bodies.sub(root, "DATASTORE_QUOTA")
+            entry = next((e for e in holder.iterfind("DATASTORE") if e.findtext("ID") == ds), None)
+            if entry is None:
+                entry = bodies.sub(holder, "DATASTORE")
+                for field, value in (("ID", ds), ("IMAGES", -1), ("IMAGES_USED", 0)):
+                    bodies.sub(entry, field, value)
+                bodies.sub(entry, "SIZE", -1)
+                bodies.sub(entry, "SIZE_USED", 0)
+            for field, delta in (("IMAGES_USED", 1), ("SIZE_USED", size)):
+                used = int(float(entry.findtext(field) or 0)) + sign * delta
+                bodies.set_text(entry, field, max(used, 0))
+            db.execute(
+                f"INSERT OR REPLACE INTO {table} ({key}, body) VALUES (?, ?)",
+                (owner, bodies.serialize(root)),
+            )
 
     def _change_primary_group(
         self, db: sqlite3.Connection, root: Element, oid: int, gid: int, method: str
