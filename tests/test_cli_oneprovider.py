@@ -396,6 +396,18 @@ def test_verbose_names_the_backend(tool: Tool) -> None:
     assert result.code == 0 and result.err.startswith("INFO  : Using ")
 
 
+def test_options_before_the_command(tmp_path: Path, base_env: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ONE_", "ONETOOLS_"))}
+    env.update(base_env)
+    path = str(provider_file(tmp_path, "do"))
+    # "--home list": an option's value that is also a command name, relative to the cwd
+    created = run_tool("oneprovider", "--home", "list", "-v", "create", path, env=env, cwd=tmp_path)
+    assert created_id(created) == 0 and created.err.startswith("INFO  : Using ")
+    assert (tmp_path / "list").is_dir()
+    show = run_tool("oneprovider", "--home", "list", "show", "do", env=env, cwd=tmp_path)
+    assert show.code == 0 and "NAME : do" in show.out
+
+
 def test_over_xmlrpc(remote_tool: Tool, tmp_path: Path) -> None:
     oid = created_id(remote_tool("create", str(provider_file(tmp_path, "do")), "-D"))
     assert created_id(remote_tool("create", str(ONPREM_FILE))) == oid + 1

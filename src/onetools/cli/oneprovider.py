@@ -366,10 +366,30 @@ def build_parser(selected: str | None = None) -> ToolParser:
     return parser
 
 
+#: Options before the command that take a value (the value is not the command).
+_VALUE_OPTIONS = frozenset({"--endpoint", "--user", "--password", "--home"})
+
+
+def _command_of(tokens: Sequence[str]) -> str | None:
+    """The command named in ``tokens``: the first word that is not an option or an
+    option's value; None when there is none or it is not a command."""
+    skip = False
+    for token in tokens:
+        if skip:
+            skip = False
+        elif token in _VALUE_OPTIONS:
+            skip = True
+        elif not token.startswith("-"):
+            return token if token in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     tokens = list(sys.argv[1:] if argv is None else argv)
-    selected = next((token for token in tokens if token in COMMANDS), None)
-    sys.exit(run(build_parser(selected or ""), argv))
+    command = _command_of(tokens)
+    # Only the command run gets its options built; with none (--help, a typo) every
+    # command's, so that the help and the error messages are complete.
+    sys.exit(run(build_parser(command), argv))
 
 
 if __name__ == "__main__":  # pragma: no cover
