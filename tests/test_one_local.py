@@ -489,3 +489,19 @@ def test_image_marketplace_app(store: LocalOne) -> None:
         store.allocate_marketapp("NAME = c\nORIGIN_ID = -1\nTYPE = VMTEMPLATE", 77)
     with pytest.raises(InternalError, match="type not supported"):
         store.allocate_marketapp("NAME = d\nORIGIN_ID = -1\nTYPE = WEIRD", market)
+
+
+def test_sigkill_during_bootstrap_leaves_no_half_database(tmp_path: Path) -> None:
+    rng = random.Random(99)
+    for attempt in range(5):
+        home = tmp_path / f"home{attempt}"
+        worker = _spawn(home, "x", 1)
+        time.sleep(rng.uniform(0.05, 0.4))
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate(timeout=30)
+        one = LocalOne(home)  # either the finished database or a fresh bootstrap
+        assert [c.name for c in one.pool(api.CLUSTER)] == ["default"]
+        assert [d.id for d in one.pool(api.DATASTORE)] == [0, 1, 2]
+        one.allocate_template("NAME = after")
+        one.close()
+        assert not list(home.glob(".one.db.*.tmp"))
