@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A short scripted tour of onecfg on a scratch --prefix tree (run by `make demo`).
+# A short scripted tour of onecfg on a scratch --prefix tree, onedb on a scratch database and
+# oneprovider on a scratch embedded store (run by `make demo`).
 # Uses only what the package ships: OpenNebula's stock configuration files of 14 versions.
 set -uo pipefail
 demo="$(mktemp -d /tmp/onetools-demo.XXXXXX)"
@@ -91,4 +92,45 @@ step onedb history -s "$db"
 step onedb fsck --dry -s "$db"
 step onedb purge-done --sqlite "$db"
 step onedb show-body user --id 0 -s "$db"
+
+say "oneprovider: providers (cloud credentials + location) in the embedded store"
+# No front-end: unset the onedb section's endpoint, so the objects live in $ONETOOLS_HOME/one.db.
+unset ONE_XMLRPC ONE_AUTH
+export ONETOOLS_HOME="$demo/onetools"
+cat > "$demo/aws.yml" <<'YAML'
+name: aws-frankfurt
+description: Edge cluster in AWS Frankfurt
+provider: aws
+connection:
+  access_key: AKIAIOSFODNN7EXAMPLE
+  secret_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
+  region: eu-central-1
+YAML
+cat > "$demo/onprem.yml" <<'YAML'
+name: rack-12
+description: Bare-metal hosts in rack 12
+provider: onprem
+YAML
+step oneprovider create "$demo/aws.yml"
+step oneprovider create "$demo/onprem.yml"
+step oneprovider list
+say "Secrets are encrypted at rest and masked unless --decrypt"
+step oneprovider show aws-frankfurt
+step oneprovider show --decrypt aws-frankfurt
+say "Machine-readable listing for scripts"
+# `step` for a pipeline: the command line shown as typed, its exit code that of the pipeline.
+pipeline() { printf '\n\033[1m$ %s\033[0m\n' "$1"; bash -o pipefail -c "$1"; echo "(exit code $?)"; }
+read -r -d '' names_and_drivers <<'SH'
+oneprovider list --json | python -c 'import json, sys; [print(d["ID"], d["NAME"], d["TEMPLATE"]["PROVISION_BODY"]["provider"]) for d in json.load(sys.stdin)["DOCUMENT_POOL"].get("DOCUMENT", [])]'
+SH
+pipeline "$names_and_drivers"
+say "A provider without a required connection key is refused, and nothing is created"
+printf 'name: aws-broken\nprovider: aws\nconnection:\n  access_key: AKIA\n  region: eu-central-1\n' \
+    > "$demo/aws-broken.yml"
+step oneprovider create "$demo/aws-broken.yml"
+step oneprovider list
+step oneprovider delete rack-12
+step oneprovider list
+say "The embedded store is an OpenNebula database"
+step onedb version -s "$ONETOOLS_HOME/one.db"
 echo; echo "Demo files left in $demo"
