@@ -505,3 +505,21 @@ def test_sigkill_during_bootstrap_leaves_no_half_database(tmp_path: Path) -> Non
         one.allocate_template("NAME = after")
         one.close()
         assert not list(home.glob(".one.db.*.tmp"))
+
+
+def test_connections_of_finished_threads_are_released(store: LocalOne) -> None:
+    import threading
+
+    def list_clusters() -> None:
+        store.pool(api.CLUSTER)
+
+    def run_threads(count: int) -> None:
+        for _ in range(count):
+            thread = threading.Thread(target=list_clusters)
+            thread.start()
+            thread.join()
+
+    run_threads(5)
+    open_before = len(os.listdir("/proc/self/fd"))
+    run_threads(50)  # a thread-per-request server
+    assert len(os.listdir("/proc/self/fd")) <= open_before + 3

@@ -237,7 +237,7 @@ class LocalOne(OneApi):
         self._prepare_home()
         # One connection per thread (sqlite3 connections are not shared between threads): a
         # threaded XML-RPC server can wrap one LocalOne.
-        self._connections: dict[int, sqlite3.Connection] = {}
+        self._connections: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
         self._connections_lock = threading.Lock()
         self._keys: KeyFile | None = None
         self._request = int(time.time() * 1000) % 1_000_000
@@ -281,35 +281,39 @@ class LocalOne(OneApi):
     # -- database ------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         thread = threading.get_ident()
-        connection = self._connections.get(thread)
-        if connection is None:
-            if not self.db_path.exists():
-                self._bootstrap()
-            connection = sqlite3.connect(
-                str(self.db_path),
-                isolation_level=None,  # transactions are ours: BEGIN IMMEDIATE ... COMMIT
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                check_same_thread=False,  # close() may run in another thread
+        entry = self._connections.get(thread)
+        if entry is not None and entry[0] is threading.current_thread():
+            return entry[1]
+        if not self.db_path.exists():
+            self._bootstrap()
+        connection = sqlite3.connect(
+            str(self.db_path),
+            isolation_level=None,  # transactions are ours: BEGIN IMMEDIATE ... COMMIT
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,  # close() may run in another thread
+        )
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            tables = connection.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('pool_control', 'db_versioning')"
+            ).fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            connection.close()
+            raise InternalError(f"Cannot open the embedded store {self.db_path}: {exc}") from None
+        if tables != 2:
+            connection.close()
+            raise InternalError(
+                f"{self.db_path} is not an OpenNebula database (no pool_control/db_versioning)"
             )
-            try:
-                connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                connection.execute("PRAGMA synchronous = NORMAL")
-                tables = connection.execute(
-                    "SELECT count(*) FROM sqlite_master "
-                    "WHERE name IN ('pool_control', 'db_versioning')"
-                ).fetchone()[0]
-            except sqlite3.DatabaseError as exc:
-                connection.close()
-                raise InternalError(
-                    f"Cannot open the embedded store {self.db_path}: {exc}"
-                ) from None
-            if tables != 2:
-                connection.close()
-                raise InternalError(
-                    f"{self.db_path} is not an OpenNebula database (no pool_control/db_versioning)"
-                )
-            with self._connections_lock:
-                self._connections[thread] = connection
+        with self._connections_lock:
+            # Connections of finished threads (a thread-per-request server) are closed
+            # here, so their number stays bounded by the threads alive.
+            for ident, (owner, old) in list(self._connections.items()):
+                if ident == thread or not owner.is_alive():
+                    old.close()
+                    del self._connections[ident]
+            self._connections[thread] = (threading.current_thread(), connection)
         return connection
 
     def _bootstrap(self) -> None:
@@ -420,7 +424,7 @@ class LocalOne(OneApi):
 
     def close(self) -> None:
         with self._connections_lock:
-            connections = list(self._connections.values())
+            connections = [connection for _thread, connection in self._connections.values()]
             self._connections.clear()
         for connection in connections:
             connection.close()
