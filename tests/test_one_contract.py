@@ -524,6 +524,18 @@ def test_allocate_checks(one_api: OneApi) -> None:
         one.allocate_marketapp("NAME = a", _market(one))
     with pytest.raises(InternalError, match="No TM_MAD"):
         one.allocate_datastore("NAME = d\nDS_MAD = fs")
+    with pytest.raises(InternalError, match='DS_MAD named "nope" is not defined'):
+        one.allocate_datastore("NAME = d\nDS_MAD = nope\nTM_MAD = ssh")
+    with pytest.raises(InternalError, match='missing the "BRIDGE_LIST" attribute'):
+        one.allocate_datastore("NAME = d\nDS_MAD = ceph\nTM_MAD = ceph\nDISK_TYPE = RBD")
+    with pytest.raises(InternalError, match='TM_MAD named "nope" is not defined'):
+        one.allocate_datastore("NAME = d\nDS_MAD = fs\nTM_MAD = nope")
+    backup = one.allocate_datastore(
+        "NAME = b\nTYPE = BACKUP_DS\nDS_MAD = rsync\nRSYNC_HOST = h\nRSYNC_USER = u"
+    )
+    assert one.info(api.DATASTORE, backup).int("TYPE") == 3
+    with pytest.raises(AllocateError, match="backup datastore"):
+        _image(one, "x", backup)
 
 
 # ---- pools ----------------------------------------------------------------------------------
@@ -550,6 +562,22 @@ def test_pool_filter_range_pagination(one_api: OneApi) -> None:
         one.pool(api.TEMPLATE, -5)
     # unfiltered pools ignore filter and range
     assert [c.id for c in one.pool(api.CLUSTER, -5, 7, 8)] == [0]
+
+
+@pytest.mark.parametrize("kind", api.KINDS)
+def test_missing_objects_name_the_method(one_api: OneApi, kind: str) -> None:
+    message_name = api.MESSAGE_NAME[kind]
+    with pytest.raises(NotFoundError) as caught:
+        one_api.info(kind, 4242)
+    assert caught.value.message == f"[one.{kind}.info] Error getting {message_name} [4242]."
+    with pytest.raises(NotFoundError, match=rf"^\[one\.{kind}\.delete\] Error getting"):
+        one_api.delete(kind, 4242)
+    with pytest.raises(NotFoundError, match=rf"^\[one\.{kind}\.update\] Error getting"):
+        one_api.update(kind, 4242, "A = 1")
+    if kind in (api.USER, api.GROUP):
+        return  # renamed through other calls than one.<kind>.rename
+    with pytest.raises(NotFoundError, match=rf"^\[one\.{kind}\.rename\] Error getting"):
+        one_api.rename(kind, 4242, "x")
 
 
 def test_document_pools_by_type(one_api: OneApi) -> None:

@@ -177,6 +177,18 @@ TM_MAD_CONF: dict[str, tuple[str, str, str, str | None, str | None]] = {
     "dev": ("NONE", "NONE", "YES", None, None),
     "vcenter": ("NONE", "SYSTEM", "YES", None, None),
 }
+#: ``DS_MAD_CONF`` of the stock 6.10 oned.conf: the REQUIRED_ATTRS of each datastore driver.
+DS_MAD_CONF: dict[str, tuple[str, ...]] = {
+    "ceph": ("DISK_TYPE", "BRIDGE_LIST"),
+    "dev": ("DISK_TYPE",),
+    "iscsi_libvirt": ("DISK_TYPE", "ISCSI_HOST"),
+    "dummy": (),
+    "fs": (),
+    "lvm": ("DISK_TYPE", "BRIDGE_LIST"),
+    "vcenter": ("VCENTER_INSTANCE_ID", "VCENTER_DS_REF", "VCENTER_DC_REF"),
+    "restic": ("RESTIC_PASSWORD",),
+    "rsync": ("RSYNC_HOST", "RSYNC_USER"),
+}
 #: ``MARKET_MAD_CONF`` of the stock 6.10 oned.conf: REQUIRED_ATTRS, whether apps can be
 #: created/deleted (APP_ACTIONS), whether the market is public.
 MARKET_MAD_CONF: dict[str, tuple[tuple[str, ...], bool, bool]] = {
@@ -628,12 +640,26 @@ class LocalOne(OneApi):
             ds_mad = ds_mad or "-"
         elif not ds_mad:
             raise InternalError(f"[{method}] No DS_MAD in template.")
-        tm_mad = template.get("TM_MAD") or ""
+        if ds_mad != "-":
+            if ds_mad not in DS_MAD_CONF:
+                raise InternalError(
+                    f'[{method}] DS_MAD named "{ds_mad}" is not defined in oned.conf'
+                )
+            for key in DS_MAD_CONF[ds_mad]:
+                if not template.get(key):
+                    raise InternalError(
+                        f'[{method}] Datastore template is missing the "{key}" attribute '
+                        "or it's empty."
+                    )
+        tm_mad = template.get("TM_MAD") or ("-" if type_name == "BACKUP_DS" else "")
         if not tm_mad:
             raise InternalError(f"[{method}] No TM_MAD in template.")
-        if tm_mad not in TM_MAD_CONF:
+        if tm_mad != "-" and tm_mad not in TM_MAD_CONF:
             raise InternalError(f'[{method}] TM_MAD named "{tm_mad}" is not defined in oned.conf')
-        ln_target, clone_target, shared, ds_migrate, orphans = TM_MAD_CONF[tm_mad]
+        # backup datastores have no transfer driver ("-"): nothing to add from TM_MAD_CONF
+        ln_target, clone_target, shared, ds_migrate, orphans = TM_MAD_CONF.get(
+            tm_mad, ("NONE", "NONE", "NO", None, None)
+        )
         disk_type_name = (template.get("DISK_TYPE") or "FILE").upper()
         if disk_type_name not in bodies.DISK_TYPES:
             raise InternalError(f"[{method}] Invalid DISK_TYPE: {disk_type_name}")
@@ -642,7 +668,7 @@ class LocalOne(OneApi):
                 template.set("SHARED", shared)
             if ds_migrate and not template.has("DS_MIGRATE"):
                 template.set("DS_MIGRATE", ds_migrate)
-        else:
+        elif type_name != "BACKUP_DS":
             for key, value in (
                 ("CLONE_TARGET", clone_target),
                 ("LN_TARGET", ln_target),
