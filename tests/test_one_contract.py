@@ -641,6 +641,19 @@ def test_lock_test_reports_lock_time(one_api: OneApi) -> None:
     assert str(held["TIME"]) in caught.value.message
 
 
+def test_admin_lock_blocks_address_range_changes(one_api: OneApi) -> None:
+    one = one_api
+    vnet = one.allocate_vnet('NAME = n\nVN_MAD = bridge\nAR = [ TYPE = "ETHER", SIZE = 2 ]')
+    one.lock(api.VNET, vnet, api.LOCK_ADMIN)
+    with pytest.raises(LockedError, match=rf"NET is locked\. \[{vnet}\]"):
+        one.vnet_add_ar(vnet, 'AR = [ TYPE = "ETHER", SIZE = 2 ]')
+    with pytest.raises(LockedError):
+        one.vnet_rm_ar(vnet, 0)
+    one.update(api.VNET, vnet, "DESCRIPTION = x", merge=True)  # MANAGE: allowed
+    one.unlock(api.VNET, vnet)
+    one.vnet_add_ar(vnet, 'AR = [ TYPE = "ETHER", SIZE = 2 ]')
+
+
 @pytest.mark.parametrize("kind", [api.CLUSTER, api.HOST, api.DATASTORE, api.MARKET])
 def test_not_lockable(one_api: OneApi, kind: str) -> None:
     with pytest.raises(AuthorizationError, match="Object cannot be locked"):
