@@ -186,6 +186,16 @@ def test_invalid_names(one_api: OneApi, name: str) -> None:
         one_api.allocate_cluster(name)
 
 
+def test_control_characters_never_reach_a_body(one_api: OneApi) -> None:
+    # (over XML-RPC they cannot even be sent: the call itself is refused)
+    with pytest.raises(OneError):
+        one_api.allocate_cluster("bad\x07name")
+    oid = one_api.allocate_template("NAME = t")
+    with pytest.raises(OneError):
+        one_api.rename(api.TEMPLATE, oid, "bad\x01")
+    assert one_api.info(api.TEMPLATE, oid).name == "t"
+
+
 def test_name_uniqueness(one_api: OneApi) -> None:
     one = one_api
     cluster = one.allocate_cluster("c1")

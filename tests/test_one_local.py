@@ -523,3 +523,9 @@ def test_connections_of_finished_threads_are_released(store: LocalOne) -> None:
     open_before = len(os.listdir("/proc/self/fd"))
     run_threads(50)  # a thread-per-request server
     assert len(os.listdir("/proc/self/fd")) <= open_before + 3
+
+
+def test_control_characters_refused_with_a_reason(store: LocalOne) -> None:
+    with pytest.raises(InternalError, match=r"Invalid character '\\x07' in a cluster"):
+        store.allocate_cluster("bad\x07name")
+    assert [c.id for c in store.pool(api.CLUSTER)] == [0]

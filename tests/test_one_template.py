@@ -127,3 +127,8 @@ def test_accessors() -> None:
     copy = template.copy()
     copy.add("W", "1")
     assert not template.has("W")
+
+
+def test_control_characters_refused() -> None:
+    with pytest.raises(InternalError, match="invalid character '\\\\x1b' at line 2"):
+        parse('A = 1\nB = "esc\x1b"')

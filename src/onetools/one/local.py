@@ -102,7 +102,7 @@ from onetools.one.errors import (
     NotFoundError,
     OneError,
 )
-from onetools.one.template import Template, parse
+from onetools.one.template import NOT_XML_CHARS, Template, parse
 from onetools.one.xml import OneObject
 
 TYPE_CHECKING = False
@@ -487,10 +487,20 @@ class LocalOne(OneApi):
             columns["pid"] = int(parent) if parent.lstrip("-").isdigit() else -1
         return columns
 
+    def _body(self, kind: str, root: Element) -> str:
+        text = bodies.serialize(root)
+        bad = NOT_XML_CHARS.search(text)
+        if bad is not None:  # a name or value no XML parser would read back
+            raise InternalError(
+                f"Invalid character {bad.group()!r} in a {MESSAGE_NAME[kind]}: names and "
+                "values cannot hold control characters"
+            )
+        return text
+
     def _insert(self, db: sqlite3.Connection, kind: str, oid: int, root: Element) -> None:
         columns = self._columns(kind, root)
         names = ["oid", "body", *columns]
-        values = [oid, bodies.serialize(root), *columns.values()]
+        values = [oid, self._body(kind, root), *columns.values()]
         marks = ", ".join("?" for _ in names)
         db.execute(f"INSERT INTO {TABLES[kind]} ({', '.join(names)}) VALUES ({marks})", values)
 
@@ -499,7 +509,7 @@ class LocalOne(OneApi):
         assignments = ", ".join(f"{name} = ?" for name in ["body", *columns])
         db.execute(
             f"UPDATE {TABLES[kind]} SET {assignments} WHERE oid = ?",
-            [bodies.serialize(root), *columns.values(), oid],
+            [self._body(kind, root), *columns.values(), oid],
         )
 
     def _load(self, db: sqlite3.Connection, kind: str, oid: int, method: str) -> Element:

@@ -8,6 +8,7 @@ the ordered multimap the embedded store works on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 TYPE_CHECKING = False
@@ -121,11 +122,24 @@ class Template:
         return f"Template({self.attributes!r})"
 
 
+#: Characters XML 1.0 cannot hold (object bodies are XML).
+NOT_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def parse(text: str) -> Template:
     """Parse template text or ``<TEMPLATE>`` XML (a first non-blank ``<`` selects XML), as oned's
     ``Template::parse_str_or_xml``.  Errors raise ``InternalError`` (``Parse error: …``)."""
     if text.lstrip().startswith("<"):
         return parse_xml(text)
+    bad = NOT_XML_CHARS.search(text)
+    if bad is not None:
+        from onetools.one.errors import InternalError
+
+        # Values end up in XML bodies, which cannot hold control characters.
+        line = text.count("\n", 0, bad.start()) + 1
+        raise InternalError(
+            f"Parse error: invalid character {bad.group()!r} at line {line} (not allowed in XML)"
+        )
     return _TextParser(text).parse()
 
 
