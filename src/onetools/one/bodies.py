@@ -127,6 +127,7 @@ def set_text(root: Element, path: str, text: object) -> None:
 
 
 def ids_element(parent: Element, tag: str, ids: Iterable[int]) -> Element:
+    """A collection ``<tag><ID>…</ID>…</tag>`` appended to ``parent``."""
     element = sub(parent, tag)
     for oid in ids:
         sub(element, "ID", oid)
@@ -134,6 +135,7 @@ def ids_element(parent: Element, tag: str, ids: Iterable[int]) -> Element:
 
 
 def get_ids(root: Element, tag: str) -> list[int]:
+    """The ids of the collection ``tag`` (``HOSTS``, ``CLUSTERS``...)."""
     element = root.find(tag)
     return [] if element is None else [int(child.text or -1) for child in element.iter("ID")]
 
@@ -150,6 +152,7 @@ def set_ids(root: Element, tag: str, ids: Iterable[int]) -> None:
 
 
 def permissions_element(parent: Element, bits: Sequence[int]) -> Element:
+    """``<PERMISSIONS>`` with the nine bits in oned's order."""
     element = sub(parent, "PERMISSIONS")
     for field, bit in zip(PERMISSION_FIELDS, bits, strict=True):
         sub(element, field, bit)
@@ -157,6 +160,7 @@ def permissions_element(parent: Element, bits: Sequence[int]) -> Element:
 
 
 def get_permissions(root: Element) -> list[int]:
+    """The nine permission bits, or ``[]`` for objects without PERMISSIONS."""
     element = root.find("PERMISSIONS")
     if element is None:
         return []
@@ -171,6 +175,7 @@ def template_element(parent: Element, template: Template, tag: str = "TEMPLATE")
 
 
 def fill_template(element: Element, template: Template) -> None:
+    """Replace ``element``'s children with the template's attributes, oned's order."""
     for child in list(element):
         element.remove(child)
     for name, value in template.sorted():
@@ -199,6 +204,7 @@ def template_of(root: Element, tag: str = "TEMPLATE") -> Template:
 
 
 def replace_template(root: Element, template: Template, tag: str = "TEMPLATE") -> None:
+    """Replace the object's ``<TEMPLATE>`` contents."""
     element = root.find(tag)
     if element is None:
         raise KeyError(f"{root.tag} has no {tag}")
@@ -254,6 +260,7 @@ def set_lock(root: Element, lock: tuple[int, int, int, int] | None) -> None:
 
 
 def get_lock(root: Element) -> tuple[int, int, int, int] | None:
+    """``(LOCKED, OWNER, TIME, REQ_ID)`` of a locked object, else None."""
     element = root.find("LOCK")
     if element is None:
         return None
@@ -263,6 +270,7 @@ def get_lock(root: Element) -> tuple[int, int, int, int] | None:
 
 # ---- builders, one per object --------------------------------------------------------------
 def cluster(oid: int, name: str, template: Template) -> Element:
+    """A new ``<CLUSTER>`` (xmlrpc.md §5.1), with empty collections."""
     root = ET.Element("CLUSTER")
     sub(root, "ID", oid)
     sub(root, "NAME", name)
@@ -282,6 +290,7 @@ def host(
     cluster_name: str,
     template: Template,
 ) -> Element:
+    """A new ``<HOST>`` in state INIT (§5.2), not monitored yet."""
     root = ET.Element("HOST")
     sub(root, "ID", oid)
     sub(root, "NAME", name)
@@ -333,6 +342,7 @@ def datastore(
     cluster_ids: Sequence[int],
     template: Template,
 ) -> Element:
+    """A new ``<DATASTORE>`` (§5.3); the caller completed the template."""
     root = _owned("DATASTORE", oid, owner.uid, owner.gid, owner.uname, owner.gname, name)
     permissions_element(root, owner.permissions)
     sub(root, "DS_MAD", ds_mad)
@@ -444,11 +454,13 @@ def address_range(values: list[tuple[str, str]], ar_id: int) -> list[tuple[str, 
 
 
 def format_mac(value: int) -> str:
+    """``0x02000a000001`` → ``02:00:0a:00:00:01``."""
     text = f"{value:012x}"
     return ":".join(text[i : i + 2] for i in range(0, 12, 2))
 
 
 def add_address_range(pool: Element, values: list[tuple[str, str]]) -> None:
+    """Append an ``<AR>`` (stored form) to ``AR_POOL``."""
     element = sub(pool, "AR")
     for key, value in values:
         sub(element, key, value)
@@ -528,6 +540,7 @@ def image(
 
 
 def vm_template(oid: int, name: str, owner: Owner, regtime: int, template: Template) -> Element:
+    """A new ``<VMTEMPLATE>`` (§5.6)."""
     root = _owned("VMTEMPLATE", oid, owner.uid, owner.gid, owner.uname, owner.gname, name)
     permissions_element(root, owner.permissions)
     sub(root, "REGTIME", regtime)
@@ -536,6 +549,7 @@ def vm_template(oid: int, name: str, owner: Owner, regtime: int, template: Templ
 
 
 def vn_template(oid: int, name: str, owner: Owner, regtime: int, template: Template) -> Element:
+    """A new ``<VNTEMPLATE>`` (§5.7)."""
     root = _owned("VNTEMPLATE", oid, owner.uid, owner.gid, owner.uname, owner.gname, name)
     permissions_element(root, owner.permissions)
     sub(root, "REGTIME", regtime)
@@ -544,6 +558,7 @@ def vn_template(oid: int, name: str, owner: Owner, regtime: int, template: Templ
 
 
 def document(oid: int, name: str, owner: Owner, doc_type: int, template: Template) -> Element:
+    """A new ``<DOCUMENT>`` (§5.8): PERMISSIONS before any LOCK."""
     root = _owned("DOCUMENT", oid, owner.uid, owner.gid, owner.uname, owner.gname, name)
     sub(root, "TYPE", doc_type)
     permissions_element(root, owner.permissions)
@@ -552,6 +567,7 @@ def document(oid: int, name: str, owner: Owner, doc_type: int, template: Templat
 
 
 def marketplace(oid: int, name: str, owner: Owner, market_mad: str, template: Template) -> Element:
+    """A new ``<MARKETPLACE>`` (§5.9): PERMISSIONS after MARKETPLACEAPPS."""
     root = _owned("MARKETPLACE", oid, owner.uid, owner.gid, owner.uname, owner.gname, name)
     sub(root, "STATE", 0)
     sub(root, "MARKET_MAD", market_mad)
