@@ -13,7 +13,8 @@ Usage: python benchmarks/bench_one.py [--objects N] [--runs N] [--skip-xmlrpc]
   grow), ``info`` by id, and a full pool listing; then ``oneprovider list`` as a fresh process
   over those N providers.  Then all of it again through the test XML-RPC server
   (``tests/one_xmlrpc_server.py``, imported by path) with the real pyone client
-  (``onetools.one.xmlrpc.XmlRpcOne``).
+  (``onetools.one.xmlrpc.XmlRpcOne``), and ``oneprovider list`` once more through a server
+  whose document pools hold ciphertext bodies, as a real oned answers.
 * ``--profile`` runs each store phase under cProfile and prints where its time goes.
 
 The test server runs in this process (threads) unless ``--server-process``, which starts it as
@@ -40,6 +41,8 @@ from pathlib import Path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from onetools.one.api import OneApi
     from onetools.one.xml import OneObject
 
@@ -170,7 +173,7 @@ def allocate_all(label: str, count: int, allocate: Callable[[int], int]) -> list
     first = tenth / (marks[0] - start) if marks else 0.0
     last = tenth / (marks[-1] - marks[-2]) if len(marks) >= 2 else first
     print(
-        f"  {label:<38} {wall:8.2f} s  {count / wall:7.0f} /s  "
+        f"  {label:<42} {wall:8.2f} s  {count / wall:7.0f} /s  "
         f"(first tenth {first:.0f} /s, last tenth {last:.0f} /s)"
     )
     return ids
@@ -182,7 +185,7 @@ def per_call(label: str, count: int, action: Callable[[], object]) -> None:
         action()
         wall = time.perf_counter() - start
     print(
-        f"  {label:<38} {wall:8.2f} s  {count / wall:7.0f} /s  ({wall / count * 1e6:.0f} us each)"
+        f"  {label:<42} {wall:8.2f} s  {count / wall:7.0f} /s  ({wall / count * 1e6:.0f} us each)"
     )
 
 
@@ -198,7 +201,7 @@ def listing(label: str, list_pool: Callable[[], list[OneObject]]) -> None:
             _ = obj.name
         wall = time.perf_counter() - start
     print(
-        f"  {label + f' ({len(objects)})':<38} {wall:8.2f} s  {len(objects) / wall:7.0f} /s  "
+        f"  {label + f' ({len(objects)})':<42} {wall:8.2f} s  {len(objects) / wall:7.0f} /s  "
         f"(pool call {fetched - start:.2f} s, then NAME of each {wall - (fetched - start):.2f} s)"
     )
 
@@ -251,11 +254,11 @@ def bench_cli_list(objects: int, runs: int, env: dict[str, str]) -> None:
     store the environment names, as fresh processes."""
     oneprovider = entry_point("oneprovider")
     wall = median_wall([*oneprovider, "list"], runs, env)
-    print(f"  {f'oneprovider list ({objects} providers)':<38} {wall:8.2f} s  (median of {runs})")
+    print(f"  {f'oneprovider list ({objects} providers)':<42} {wall:8.2f} s  (median of {runs})")
     start = time.perf_counter()
     run_checked([*oneprovider, "list", "--json"], env)
     wall = time.perf_counter() - start
-    print(f"  {f'oneprovider list --json ({objects})':<38} {wall:8.2f} s  (one run)")
+    print(f"  {f'oneprovider list --json ({objects})':<42} {wall:8.2f} s  (one run)")
 
 
 @contextmanager
@@ -278,13 +281,47 @@ def server_process(home: Path) -> Iterator[tuple[str, str]]:
         child.wait(timeout=30)
 
 
+def ciphertext_pool_store(home: Path) -> OneApi:
+    """The embedded store answering document pools as a real oned does.
+
+    oned encrypts the whole ``PROVISION_BODY`` (``DOCUMENT_ENCRYPTED_ATTR``) and decrypts it
+    only in ``one.document.info`` with decrypt; the embedded store seals only the
+    ``connection`` member, so listings through the plain test server find readable bodies
+    and never show what ``oneprovider list`` costs on a real front-end.  Here the pool's
+    bodies are base64 (not JSON, as oned's ciphertext), ``info`` is left as it is."""
+    import base64
+    import xml.etree.ElementTree as ET
+
+    from onetools.one import api
+    from onetools.one.local import LocalOne
+    from onetools.one.xml import OneObject
+
+    class CiphertextPool(LocalOne):
+        def pool(self, kind: str, *args: Any, **kwargs: Any) -> list[OneObject]:
+            documents = super().pool(kind, *args, **kwargs)
+            if kind != api.DOCUMENT:
+                return documents
+            hidden = []
+            for document in documents:
+                root = ET.fromstring(document.xml)
+                body = root.find("TEMPLATE/PROVISION_BODY")
+                if body is not None:
+                    body.text = base64.b64encode((body.text or "").encode()).decode()
+                hidden.append(OneObject(kind, ET.tostring(root, encoding="unicode")))
+            return hidden
+
+    return CiphertextPool(home)
+
+
 @contextmanager
-def server_in_process(home: Path) -> Iterator[tuple[str, str]]:
+def server_in_process(
+    home: Path, store_factory: Callable[[Path], OneApi] | None = None
+) -> Iterator[tuple[str, str]]:
     """The test server imported by path and run on threads of this process: (url, session)."""
     sys.path.insert(0, str(REPO / "tests"))
     from one_xmlrpc_server import serve  # type: ignore[import-not-found]
 
-    server = serve(home)
+    server = serve(home, store_factory=store_factory)
     try:
         yield server.url, f"oneadmin:{server.password}"
     finally:
@@ -331,13 +368,22 @@ def main() -> int:
                 print(f"through the test XML-RPC server ({url}, in {where}), pyone client")
                 with XmlRpcOne(url, session) as remote:
                     bench_store(remote, options.objects)
-                auth = base / "one_auth"
-                auth.write_text(session + "\n")
-                auth.chmod(0o600)
-                bench_cli_list(
-                    options.objects, CLI_LIST_RUNS, dict(env, ONE_XMLRPC=url, ONE_AUTH=str(auth))
-                )
+                bench_cli_list(options.objects, CLI_LIST_RUNS, remote_env(env, base, url, session))
+            if not options.server_process:
+                with server_in_process(base / "remote", ciphertext_pool_store) as (url, session):
+                    print("the same server answering document pools as oned (ciphertext bodies)")
+                    bench_cli_list(
+                        options.objects, CLI_LIST_RUNS, remote_env(env, base, url, session)
+                    )
     return 0
+
+
+def remote_env(env: dict[str, str], base: Path, url: str, session: str) -> dict[str, str]:
+    """``env`` pointing the tools at ``url`` as ``session`` (through a ``ONE_AUTH`` file)."""
+    auth = base / "one_auth"
+    auth.write_text(session + "\n")
+    auth.chmod(0o600)
+    return dict(env, ONE_XMLRPC=url, ONE_AUTH=str(auth))
 
 
 if __name__ == "__main__":
