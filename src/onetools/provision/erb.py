@@ -16,7 +16,8 @@ Besides Jinja's pure filters, ``hcl`` quotes a value as an HCL string literal (e
 ``${``/``%{`` doubled so a value never becomes a Terraform expression), ``b64encode`` and
 ``b64decode`` do what they say.
 
-Statement lines vanish entirely (``trim_blocks``/``lstrip_blocks``), like ERB's ``-%>`` mode.
+Statement lines vanish entirely (``trim_blocks``/``lstrip_blocks``), like ERB's ``-%>`` mode:
+a statement tag also eats the newline right after it when it ends a line of text.
 Ruby's ``h['KEY']`` subscript reads the same in Jinja, so most expressions of the original
 templates are valid as they are; a missing key is empty (as Ruby's ``nil``) and stays chainable
 (``c.TEMPLATE.PROVISION.CIDR | default("10.0.0.0/16")``).
@@ -148,7 +149,7 @@ def _environment(budget: _Budget) -> Any:
 
     from jinja2 import ChainableUndefined, nodes
     from jinja2.exceptions import SecurityError
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
     from jinja2.utils import missing
 
     class ErbUndefined(ChainableUndefined):
@@ -174,7 +175,7 @@ def _environment(budget: _Budget) -> Any:
                 self._fail_with_undefined_error()
             return ""
 
-    class ErbSandbox(SandboxedEnvironment):
+    class ErbSandbox(ImmutableSandboxedEnvironment):
         # Only operators that can build huge values in one step are intercepted.
         intercepted_binops = frozenset({"*", "**", "%", "+"})
 
@@ -212,6 +213,17 @@ def _environment(budget: _Budget) -> Any:
             result = super().call_binop(context, op, left, right)
             return _check_size(result)
 
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            # a missing dunder would otherwise be a quiet Undefined: refuse every one loudly
+            if attribute.startswith("__"):
+                self.unsafe_undefined(obj, attribute)
+            return super().getattr(obj, attribute)
+
+        def getitem(self, obj: Any, argument: Any) -> Any:
+            if isinstance(argument, str) and argument.startswith("__"):
+                self.unsafe_undefined(obj, argument)
+            return super().getitem(obj, argument)
+
         def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
             # The stock sandbox returns an Undefined that prints as ''; refuse loudly instead.
             raise SecurityError(
@@ -223,6 +235,21 @@ def _environment(budget: _Budget) -> Any:
             if budget.calls < 0:
                 raise _LimitExceeded(f"more than {MAX_CALLS} calls")
             budget.check_time()
+            # str.ljust(10**9), zfill, center, expandtabs...: refuse a size before building it
+            for value in (*args, *kwargs.values()):
+                if isinstance(value, int) and abs(value) > MAX_VALUE_SIZE:
+                    raise _LimitExceeded(f"argument larger than {MAX_VALUE_SIZE}")
+            owner = getattr(__obj, "__self__", None)
+            name = getattr(__obj, "__name__", "")
+            qualified = getattr(__obj, "__qualname__", "")
+            # the sandbox hands str.format out wrapped in a plain function named str.format
+            if qualified in ("str.format", "str.format_map") or (
+                isinstance(owner, str) and name in ("format", "format_map")
+            ):
+                # a format spec pads to any width ('{:>999999999}')
+                raise _LimitExceeded("str.format is not allowed")
+            if isinstance(owner, str) and name == "replace" and len(args) >= 2:
+                return bounded_replace(owner, *args)
             return _check_size(super().call(__context, __obj, *args, **kwargs))
 
     def bounded_range(*args: int) -> range:
@@ -333,8 +360,22 @@ def _line_of(exc: BaseException) -> int | None:
     return line
 
 
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain data (dict, list, str, numbers, None): no object's methods reach a
+    template (a ``Path`` passed in would offer ``write_text``)."""
+    if depth > 64:
+        raise TemplateError("template variables nested too deep")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(key): _plain(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, depth + 1) for item in value]
+    return str(value)
+
+
 def render_template(text: str, variables: Mapping[str, Any], path: str | None = None) -> str:
-    """Render ERB-style ``text`` with ``variables`` in the sandbox.
+    """Render ERB-style ``text`` with ``variables`` (made plain data first) in the sandbox.
 
     ``path`` names the template in error messages.  Raises ``TemplateError`` for a syntax
     error, anything the sandbox refuses, a budget exceeded, or any error while rendering.
@@ -360,7 +401,7 @@ def render_template(text: str, variables: Mapping[str, Any], path: str | None = 
         template = env.from_string(tree)
         out: list[str] = []
         size = 0
-        for chunk in template.generate(dict(variables)):
+        for chunk in template.generate(_plain(dict(variables))):
             size += len(chunk)
             if size > MAX_OUTPUT_SIZE:
                 raise _LimitExceeded(f"output longer than {MAX_OUTPUT_SIZE} characters")

