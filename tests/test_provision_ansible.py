@@ -1,0 +1,339 @@
+"""The Ansible layer: run files, version ranges, real runs on real SSH hosts (tests/ssh_hosts.py).
+
+The hosts are sshd processes on 127.0.0.x started by the test session; the test playbook
+(tests/data/ansible/write_files.yml) writes into each host's own root directory.  Our OpenNebula
+node playbooks need package repositories, so they run in check mode only.
+"""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from onetools.errors import OnetoolsError
+from onetools.provision import ansible
+from onetools.provision.ansible import AnsibleError, AnsibleHost
+from ssh_hosts import SSHHost, SSHKeyPair
+
+TESTS = Path(__file__).resolve().parent
+TEST_PLAYBOOKS = TESTS / "data" / "ansible"
+PLAYBOOKS = TESTS.parent / "playbooks"
+FAST_PING = {"ping_retries": 2, "ping_timeout": 0.2}
+
+
+def as_ansible_host(host: SSHHost, key: SSHKeyPair, **host_vars: object) -> AnsibleHost:
+    return AnsibleHost(
+        host.name, None, host.port, host.user, str(key.private_key), host.host_vars(**host_vars)
+    )
+
+
+@pytest.fixture
+def work_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Where the run's temporary directory is created (so a test can see it is removed)."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    controls = set(Path("/tmp").glob("otcp-*"))
+    yield root
+    # the path under tmp_path is long: SSH control sockets went to a short /tmp directory
+    assert set(Path("/tmp").glob("otcp-*")) <= controls
+
+
+def leftovers(work_root: Path) -> list[Path]:
+    """Run directories left behind (and short SSH control directories, made in /tmp)."""
+    return sorted(work_root.glob("onetools-ansible-*"))
+
+
+def clean_roots(hosts: list[SSHHost]) -> None:
+    for host in hosts:
+        shutil.rmtree(host.root_dir)
+        host.root_dir.mkdir()
+
+
+# --------------------------------------------------------------------------- run files
+
+
+def test_run_directory_layout(tmp_path: Path) -> None:
+    hosts = [
+        AnsibleHost(
+            "10.0.0.1", None, 22, "root", "/keys/id_rsa", {"a": 1}, "private_ip=192.168.1.1"
+        ),
+        AnsibleHost("node2", "10.0.0.2", 2222, "ubuntu", None, {}, ""),
+    ]
+    config = ansible.write_run_directory(
+        tmp_path, hosts, playbook_dir=PLAYBOOKS, threads=7, extra_vars={"x": "y"}
+    )
+    assert (tmp_path / "inventory").read_text() == (
+        "[nodes]\n"
+        "10.0.0.1 private_ip=192.168.1.1\n"
+        "node2\n"
+        "\n"
+        "[targets]\n"
+        "10.0.0.1 ansible_connection=ssh ansible_ssh_private_key_file=/keys/id_rsa "
+        "ansible_user=root ansible_port=22\n"
+        "node2 ansible_connection=ssh ansible_host=10.0.0.2 ansible_user=ubuntu "
+        "ansible_port=2222 ansible_become=true\n"
+    )
+    assert yaml.safe_load((tmp_path / "host_vars" / "10.0.0.1.yml").read_text()) == {"a": 1}
+    assert yaml.safe_load((tmp_path / "host_vars" / "node2.yml").read_text()) == {}
+    assert yaml.safe_load((tmp_path / "extra_vars.yml").read_text()) == {"x": "y"}
+    parser = configparser.ConfigParser()
+    parser.read(config)
+    assert config == tmp_path / "ansible.cfg"
+    assert parser.getboolean("defaults", "host_key_checking") is False
+    assert parser.getboolean("defaults", "retry_files_enabled") is False
+    assert parser.get("defaults", "roles_path").split(":") == [str(PLAYBOOKS.resolve() / "roles")]
+    assert parser.getint("defaults", "forks") == 7
+    assert "UserKnownHostsFile=/dev/null" in parser.get("ssh_connection", "ssh_args")
+    # host variables may hold secrets (ceph keys, private key paths): owner-only files
+    assert stat.S_IMODE((tmp_path / "host_vars" / "10.0.0.1.yml").stat().st_mode) == 0o600
+
+
+def test_user_playbook_dir_keeps_our_roles(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    config = ansible.write_run_directory(
+        tmp_path, [AnsibleHost("h1")], playbook_dir=mine, threads=1
+    )
+    parser = configparser.ConfigParser()
+    parser.read(config)
+    assert parser.get("defaults", "roles_path").split(":") == [
+        str(mine.resolve() / "roles"),
+        str(PLAYBOOKS / "roles"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        (AnsibleHost("bad name"), "Wrong host name"),
+        (AnsibleHost("h/1"), "Wrong host name"),
+        (AnsibleHost(""), "Wrong host name"),
+        (AnsibleHost("h1", inventory_vars="a=1\n[targets]"), "several lines"),
+        (AnsibleHost("h1", port=0), "wrong SSH port"),
+        (AnsibleHost("h1", private_key="/a key"), "white space"),
+    ],
+)
+def test_bad_hosts_refused(tmp_path: Path, host: AnsibleHost, message: str) -> None:
+    with pytest.raises(AnsibleError, match=message):
+        ansible.write_run_directory(tmp_path, [host])
+    assert not (tmp_path / "inventory").exists()
+
+
+def test_duplicate_and_missing_hosts_refused(tmp_path: Path) -> None:
+    with pytest.raises(AnsibleError, match="given twice"):
+        ansible.write_run_directory(tmp_path, [AnsibleHost("h1"), AnsibleHost("h1")])
+    with pytest.raises(AnsibleError, match="No hosts"):
+        ansible.write_run_directory(tmp_path, [])
+
+
+@pytest.mark.parametrize(
+    ("playbooks", "message"),
+    [
+        ([], "No playbook"),
+        (["missing"], "Playbook 'missing' not found"),
+        (["../data/ansible/write_files"], "Wrong playbook name"),
+        (["/etc/passwd"], "Wrong playbook name"),
+    ],
+)
+def test_bad_playbooks_refused(work_root: Path, playbooks: list[str], message: str) -> None:
+    with pytest.raises(AnsibleError, match=message) as caught:
+        ansible.run_playbooks([AnsibleHost("h1")], playbooks, playbook_dir=TEST_PLAYBOOKS)
+    assert isinstance(caught.value, OnetoolsError)
+    assert leftovers(work_root) == []
+
+
+def test_limit_to_unknown_host_refused(work_root: Path) -> None:
+    with pytest.raises(AnsibleError, match=r"Unknown host.*h9"):
+        ansible.run_playbooks(
+            [AnsibleHost("h1")], ["write_files"], playbook_dir=TEST_PLAYBOOKS, limit=["h9"]
+        )
+
+
+# --------------------------------------------------------------------------- versions
+
+
+@pytest.mark.parametrize(
+    ("running", "ver_min", "ver_max"),
+    [
+        ("2.17.3", "2.8", "2.17"),  # ver_max inclusive at its precision
+        ("2.8.0", 2.8, 2.17),  # YAML floats
+        ("2.12.0", "2.12", None),
+        ("2.19.14", "2.8", "12"),  # community ansible 12 bundles ansible-core 2.19
+        ("2.10.1", "3", "3"),  # community ansible 3 = ansible-base 2.10
+        ("2.16.0", None, "2.16.0"),
+        ("2.15.0", None, None),  # no range (6.0 `playbook:`): our dependency's floor
+    ],
+)
+def test_version_inside_range(
+    monkeypatch: pytest.MonkeyPatch, running: str, ver_min: object, ver_max: object
+) -> None:
+    monkeypatch.setattr(ansible, "ansible_core_version", lambda: running)
+    assert ansible.check_version(ver_min, ver_max) == running  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("running", "ver_min", "ver_max", "message"),
+    [
+        ("2.11.12", "2.12", "2.17", r"ansible-core 2\.11\.12 is older .*>= 2\.12 and <= 2\.17"),
+        ("2.19.14", "2.8", "2.17", r"ansible-core 2\.19\.14 is newer .*<= 2\.17\)"),
+        ("2.18.0", None, "10", r"newer .*<= 10 \(ansible-core 2\.17\)"),
+        ("2.16.1", None, "2.16.0", "newer"),
+        ("2.14.0", None, None, r"older .*>= 2\.15\)"),  # 6.0 default range
+    ],
+)
+def test_version_outside_range(
+    monkeypatch: pytest.MonkeyPatch, running: str, ver_min: object, ver_max: object, message: str
+) -> None:
+    monkeypatch.setattr(ansible, "ansible_core_version", lambda: running)
+    with pytest.raises(AnsibleError, match=message):
+        ansible.check_version(ver_min, ver_max)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bound", ["abc", "2.x", "", True, "2.1.2.3"])
+def test_wrong_version_bound(bound: object) -> None:
+    with pytest.raises(AnsibleError, match="Wrong Ansible version"):
+        ansible.check_version(bound, None)  # type: ignore[arg-type]
+
+
+def test_real_ansible_core_version() -> None:
+    from ansible.release import __version__
+
+    assert ansible.check_version(None, None) == __version__
+    # the 6.10 templates say 2.8 to 2.17: our ansible-core is newer (documented)
+    if tuple(int(p) for p in __version__.split(".")[:2]) > (2, 17):
+        with pytest.raises(AnsibleError, match="newer"):
+            ansible.check_version(2.8, 2.17)
+
+
+# --------------------------------------------------------------------------- real runs
+
+
+def test_playbook_runs_on_every_host_in_parallel(
+    ssh_hosts: list[SSHHost], ssh_key_pair: SSHKeyPair, work_root: Path
+) -> None:
+    clean_roots(ssh_hosts)
+    lines: list[str] = []
+    ansible.run_playbooks(
+        [as_ansible_host(host, ssh_key_pair) for host in ssh_hosts],
+        ["write_files"],
+        playbook_dir=TEST_PLAYBOOKS,
+        extra_vars={"greeting": "bonjour"},
+        threads=3,
+        progress=lines.append,
+        **FAST_PING,
+    )
+    for host in ssh_hosts:
+        assert (host.root_dir / "configured").read_text() == f"{host.name} bonjour\n"
+    starts = [float((host.root_dir / "started").read_text()) for host in ssh_hosts]
+    ends = [float((host.root_dir / "finished").read_text()) for host in ssh_hosts]
+    # each host sleeps 1 s between its time stamps: with 3 forks all started before any ended
+    assert max(starts) < min(ends)
+    for host in ssh_hosts:
+        assert f"{host.name} : TASK[Write the host's file] - changed" in lines
+        assert f"{host.name} : TASK[Fail where asked to] - skipping" in lines
+    assert len(lines) == 3 * len(ssh_hosts)
+    assert leftovers(work_root) == []
+
+
+def test_one_thread_runs_hosts_one_after_another(
+    ssh_hosts: list[SSHHost], ssh_key_pair: SSHKeyPair, work_root: Path
+) -> None:
+    hosts = ssh_hosts[:2]
+    clean_roots(hosts)
+    ansible.run_playbooks(
+        [as_ansible_host(host, ssh_key_pair) for host in hosts],
+        ["write_files.yml"],
+        playbook_dir=TEST_PLAYBOOKS,
+        threads=1,
+        **FAST_PING,
+    )
+    first, second = sorted(
+        (float((h.root_dir / "started").read_text()), float((h.root_dir / "finished").read_text()))
+        for h in hosts
+    )
+    # one fork: the second host's busy second starts after the first host's ended
+    assert first[1] <= second[0]
+
+
+def test_failing_task_on_one_host(
+    ssh_hosts: list[SSHHost], ssh_key_pair: SSHKeyPair, work_root: Path
+) -> None:
+    clean_roots(ssh_hosts)
+    failing = ssh_hosts[1]
+    hosts = [as_ansible_host(host, ssh_key_pair, fail_here=host is failing) for host in ssh_hosts]
+    with pytest.raises(AnsibleError) as caught:
+        ansible.run_playbooks(hosts, ["write_files"], playbook_dir=TEST_PLAYBOOKS, **FAST_PING)
+    error = caught.value
+    assert error.summary == [
+        f"{failing.name} : TASK[Fail where asked to] - failing on purpose on {failing.name}"
+    ]
+    assert error.failed_hosts == [failing.name]
+    assert "playbook 'write_files' failed" in error.message
+    assert error.message.endswith(error.summary[0])
+    assert not (failing.root_dir / "configured").exists()
+    for host in ssh_hosts:
+        if host is not failing:
+            assert (host.root_dir / "configured").exists()
+    assert leftovers(work_root) == []
+
+
+def test_limit_runs_only_those_hosts(
+    ssh_hosts: list[SSHHost], ssh_key_pair: SSHKeyPair, work_root: Path
+) -> None:
+    clean_roots(ssh_hosts)
+    # the other hosts are not even pinged: a stopped one would not matter
+    ansible.run_playbooks(
+        [as_ansible_host(host, ssh_key_pair) for host in ssh_hosts],
+        ["write_files"],
+        playbook_dir=TEST_PLAYBOOKS,
+        limit=[ssh_hosts[2].name],
+        **FAST_PING,
+    )
+    assert [(h.root_dir / "configured").exists() for h in ssh_hosts] == [False, False, True]
+
+
+def test_unreachable_host_retried_then_reported(
+    ssh_host_factory: Callable[[int], list[SSHHost]],
+    ssh_hosts: list[SSHHost],
+    ssh_key_pair: SSHKeyPair,
+    work_root: Path,
+) -> None:
+    (gone,) = ssh_host_factory(1)
+    gone.stop()
+    clean_roots(ssh_hosts[:1])
+    lines: list[str] = []
+    hosts = [as_ansible_host(ssh_hosts[0], ssh_key_pair), as_ansible_host(gone, ssh_key_pair)]
+    with pytest.raises(AnsibleError) as caught:
+        ansible.run_playbooks(
+            hosts,
+            ["write_files"],
+            playbook_dir=TEST_PLAYBOOKS,
+            progress=lines.append,
+            ping_retries=3,
+            ping_timeout=0.1,
+        )
+    error = caught.value
+    assert error.headline == "SSH connection is failing on 1 host(s) after 3 attempt(s)"
+    assert error.failed_hosts == [gone.name]
+    (line,) = error.summary
+    assert line.startswith(f"{gone.name} : TASK[") and "Connection refused" in line
+    assert lines == [f"SSH not working yet on {gone.name} (attempt {n}/3)" for n in (1, 2, 3)]
+    # nothing ran: the reachable host was not configured either
+    assert not (ssh_hosts[0].root_dir / "started").exists()
+    assert leftovers(work_root) == []
+
+
+def test_gather_facts(ssh_hosts: list[SSHHost], ssh_key_pair: SSHKeyPair) -> None:
+    facts = ansible.gather_facts([as_ansible_host(h, ssh_key_pair) for h in ssh_hosts[:2]])
+    assert sorted(facts) == sorted(h.name for h in ssh_hosts[:2])
+    for host_facts in facts.values():
+        assert host_facts["ansible_memtotal_mb"] > 0
+        assert host_facts["ansible_processor_count"] >= 1
