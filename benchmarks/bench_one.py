@@ -14,7 +14,8 @@ Usage: python benchmarks/bench_one.py [--objects N] [--runs N] [--skip-xmlrpc]
   over those N providers.  Then all of it again through the test XML-RPC server
   (``tests/one_xmlrpc_server.py``, imported by path) with the real pyone client
   (``onetools.one.xmlrpc.XmlRpcOne``), and ``oneprovider list`` once more through a server
-  whose document pools hold ciphertext bodies, as a real oned answers.
+  whose document pools hold ciphertext bodies, as a real oned answers (that server needs a
+  store of our own, so it runs in this process only).
 * ``--profile`` runs each store phase under cProfile and prints where its time goes.
 
 The test server runs in this process (threads) unless ``--server-process``, which starts it as
