@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import REPO, SHARED_DATA
 from onetools.errors import FileParseError
@@ -879,3 +881,75 @@ def test_raw_template_dump_round_trips(tmp_path: Path) -> None:
     raw = load(write(tmp_path, "t.yml", DEFAULTS))
     again = yaml.safe_load(raw.to_yaml())
     assert again == raw.data and isinstance(raw, RawTemplate)
+
+
+def test_marketplace_apps_need_an_app(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "t.yml", "name: n\nmarketplaceapps:\n  - {appname: Alpine}\n  - {dsid: 1}\n"
+    )
+    assert problems_of(path) == [f"{path}: in configuration file: no appid or appname 2 at line 4"]
+
+
+def test_a_count_from_an_input_is_checked_at_resolve(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "t.yml",
+        """\
+        name: n
+        inputs: [{name: c, type: text, default: many}]
+        hosts:
+          - im_mad: kvm
+            vm_mad: kvm
+            provision: {hostname: h, count: "${input.c}"}
+        """,
+    )
+    with pytest.raises(TemplateError) as caught:
+        resolve(load(path))
+    assert str(caught.value) == f"{path}: count many is not a number at line 6"
+
+
+# -- properties -----------------------------------------------------------------------------------
+
+WORDS = st.text(
+    alphabet=st.characters(blacklist_characters=";$\n\r\"'\\", blacklist_categories=("Cs", "Cc")),
+    min_size=1,
+    max_size=12,
+).filter(lambda word: word.strip() == word and word != "")
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=st.lists(WORDS, min_size=1, max_size=6))
+def test_array_inputs_split_on_semicolons(tmp_path_factory: Any, names: list[str]) -> None:
+    directory = tmp_path_factory.mktemp("array")
+    path = write(
+        directory,
+        "t.yml",
+        """\
+        name: n
+        inputs: [{name: hosts, type: array}]
+        hosts:
+          - {im_mad: kvm, vm_mad: kvm, provision: {hostname: "${input.hosts}"}}
+        """,
+    )
+    plan = resolve(load(path), {"hosts": ";".join(names)})
+    assert [host.hostname for host in plan.hosts] == names
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.integers(min_value=0, max_value=5), min_size=1, max_size=5))
+def test_host_indexes_are_unique_and_global(tmp_path_factory: Any, counts: list[int]) -> None:
+    directory = tmp_path_factory.mktemp("index")
+    groups = [
+        {
+            "im_mad": "kvm",
+            "vm_mad": "kvm",
+            "provision": {"hostname": f"g{g}-${{index}}", "count": c},
+        }
+        for g, c in enumerate(counts)
+    ]
+    path = directory / "t.yml"
+    path.write_text(yaml.safe_dump({"name": "n", "hosts": groups}))
+    plan = resolve(load(path))
+    assert [host.index for host in plan.hosts] == list(range(sum(counts)))
+    assert len({host.hostname for host in plan.hosts}) == sum(counts)
+    assert all(host.hostname.endswith(f"-{host.index}") for host in plan.hosts)

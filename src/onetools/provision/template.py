@@ -378,7 +378,8 @@ def _merge(base: _Layer, top: _Layer) -> _Layer:
         new_list = _as_playbook_list(top.data.get("playbook"))
         data["playbook"] = old_list + new_list
         if "playbook" in top.data:
-            origins.setdefault(("playbook",), top.origins.get(("playbook",), Location("")))
+            if ("playbook",) not in origins and ("playbook",) in top.origins:
+                origins[("playbook",)] = top.origins[("playbook",)]
             for position in range(len(new_list)):
                 for track, source in zip(tracks, sources, strict=True):
                     single = not isinstance(top.data.get("playbook"), list)
@@ -392,7 +393,8 @@ def _merge(base: _Layer, top: _Layer) -> _Layer:
         if not isinstance(base_defaults, dict):
             for track in tracks:
                 _drop(track, ("defaults",))
-            origins[("defaults",)] = top.origins.get(("defaults",), Location(""))
+            if ("defaults",) in top.origins:
+                origins[("defaults",)] = top.origins[("defaults",)]
         for section, values in top_defaults.items():
             old_section = merged.get(section)
             if isinstance(values, dict) and isinstance(old_section, dict):
@@ -698,6 +700,7 @@ class _Checker:
         self.hosts()
         self.datastores()
         self.networks()
+        self.marketplaceapps()
         self.metas()
         self.ansible()
 
@@ -800,6 +803,17 @@ class _Checker:
                         (*path, "provision", "count"),
                     )
 
+    def marketplaceapps(self) -> None:
+        apps = self.data.get("marketplaceapps")
+        if not isinstance(apps, list):
+            return
+        for position, app in enumerate(apps):
+            path = ("marketplaceapps", position)
+            if not isinstance(app, dict):
+                self.add(f"in configuration file: marketplaceapp {position + 1} should be a map")
+            elif app.get("appid") is None and not app.get("appname"):
+                self.add(f"in configuration file: no appid or appname {position + 1}", path)
+
     def _each_object(self) -> Iterator[tuple[str, Path, dict[str, Any]]]:
         cluster = self.data.get("cluster")
         if isinstance(cluster, dict):
@@ -901,7 +915,8 @@ class _Checker:
                     ),
                     None,
                 )
-                self.add(f"input {spec.name}: {problem}", ("inputs", position) if position else ())
+                where = ("inputs", position) if position is not None else ("inputs",)
+                self.add(f"input {spec.name}: {problem}", where)
 
     def expression(self, inner: str, path: Path) -> str | None:
         tokens = inner.split(".")
@@ -1336,7 +1351,9 @@ def _count(value: Any, raw: RawTemplate, path: Path) -> int:
     return number
 
 
-def _network(raw: RawTemplate, item: Mapping[str, Any], defaults: Mapping[str, Any]) -> Any:
+def _network(
+    raw: RawTemplate, path: Path, item: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> Any:
     attributes = _plain(item)
     provision = _with_defaults(item.get("provision"), defaults, "provision")
     if provision or "provision" in item:
@@ -1347,7 +1364,8 @@ def _network(raw: RawTemplate, item: Mapping[str, Any], defaults: Mapping[str, A
         if count is not None:
             number = _as_int(count)
             if number is None or number < 1:
-                raise TemplateError([raw.problem(f"network count {count} is not a number")])
+                problem = raw.problem(f"count {count} is not a number", (*path, "provision"))
+                raise TemplateError([problem])
             # one AR per public IP (elastic networks): the first AR repeated
             ars = [copy.deepcopy(ars[0]) for _ in range(number)]
         for ar in ars:
@@ -1445,7 +1463,7 @@ def resolve(
         for position, item in enumerate(items):
             path = (key, position)
             if key == "networks":
-                attributes = _network(raw, item, defaults)
+                attributes = _network(raw, path, item, defaults)
             else:
                 attributes = _plain(item)
                 if key == "datastores":
