@@ -155,3 +155,52 @@ def test_fast_start_imports_nothing_heavy(env: dict[str, str], tmp_path: Path) -
         )
         assert "HEAVY=\n" in proc.stderr, (argv, proc.stderr)
         assert "usage: oneprovision" in proc.stdout
+
+
+# -- helpers the lifecycle commands use ------------------------------------------------------------
+def test_parse_user_inputs() -> None:
+    from onetools.cli.oneprovision import parse_user_inputs
+    from onetools.errors import UsageError
+
+    assert parse_user_inputs("a=1,hosts=h1;h2, url=http://x/?k=v") == {
+        "a": "1",
+        "hosts": "h1;h2",
+        "url": "http://x/?k=v",
+    }
+    assert parse_user_inputs(None) == {} and parse_user_inputs("a=") == {"a": ""}
+    for bad in ("novalue", "=1", "a=1,b"):
+        with pytest.raises(UsageError, match="expected NAME=VALUE"):
+            parse_user_inputs(bad)
+
+
+def test_prompt_input_on_a_terminal_stream(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import io
+
+    from onetools.cli.oneprovision import prompt_input
+    from onetools.provision.template import load, resolve
+
+    (tmp_path / "t.yml").write_text(
+        textwrap.dedent(
+            """\
+            name: n
+            inputs:
+              - {name: hv, type: list, description: Hypervisor, options: [kvm, lxc]}
+              - {name: n, type: number, description: Hosts, default: 2}
+              - {name: ok, type: boolean, description: Sure}
+            cluster: {x: "${input.hv}/${input.n}/${input.ok}"}
+            """
+        )
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO("xen\nlxc\nmany\n\nyes\n"))
+    plan = resolve(load(tmp_path / "t.yml"), prompt=prompt_input)
+    assert plan.cluster.attributes["x"] == "lxc/2/YES"
+    shown = capsys.readouterr().err
+    assert "Hypervisor:\n    kvm\n    lxc\n  choose one: " in shown
+    assert "'xen' is not one of kvm, lxc, try again" in shown
+    assert "Hosts [2]: " in shown and "'many' is not an integer, try again" in shown
+    assert "Sure (YES/NO): " in shown
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # end of input: defaults
+    again = resolve(load(tmp_path / "t.yml"), prompt=prompt_input)
+    assert again.cluster.attributes["x"] == "kvm/2/NO"

@@ -67,6 +67,58 @@ def _provider_body(args: argparse.Namespace) -> dict[str, Any]:
     return dict(provider.body)
 
 
+# -- helpers for the lifecycle commands ----------------------------------------------------------
+def parse_user_inputs(text: str | None) -> dict[str, str]:
+    """``--user-inputs name=value,name=value``: the values by name.
+
+    A value is everything after the first ``=`` (the original cut it at a second one), so
+    ``url=http://h/?a=b`` keeps its ``=``; commas separate pairs, hence array values use
+    ``;``.  A pair without ``=`` or with an empty name is a usage error.
+    """
+    from onetools.errors import UsageError
+
+    values: dict[str, str] = {}
+    for pair in (text or "").split(","):
+        if not pair.strip():
+            continue
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            raise UsageError(f"Wrong user input '{pair}': expected NAME=VALUE")
+        values[name.strip()] = value
+    return values
+
+
+def prompt_input(spec: Any, error: str | None = None) -> str:
+    """Ask for one input on the terminal (the ``prompt`` of ``template.resolve``, §2.4):
+    the description, the choices of a list, the default; passwords without echo."""
+    if error:
+        sys.stderr.write(f"  {error}, try again\n")
+    label = spec.description or spec.name
+    if spec.type == "list":
+        sys.stderr.write(f"{label}:\n")
+        for option in spec.options:
+            sys.stderr.write(f"    {option}\n")
+        label = "  choose one"
+    elif spec.type == "boolean":
+        label += " (YES/NO)"
+    elif spec.type in ("range", "range-float"):
+        label += f" [{spec.min_value}..{spec.max_value}]"
+    elif spec.type == "array":
+        label += " (separated by ;)"
+    if spec.default not in (None, "") and spec.type != "password":
+        label += f" [{spec.default}]"
+    if spec.type == "password":
+        import getpass
+
+        return getpass.getpass(f"{label}: ", stream=sys.stderr)
+    sys.stderr.write(f"{label}: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not answer:  # end of input: nothing more will come, take the default
+        return ""
+    return answer.rstrip("\n")
+
+
 # -- parser -------------------------------------------------------------------------------------
 #: Top-level commands; ``host``, ``ip`` and the resource groups have their own subcommands.
 RESOURCE_GROUPS = (
