@@ -953,3 +953,23 @@ def test_host_indexes_are_unique_and_global(tmp_path_factory: Any, counts: list[
     assert [host.index for host in plan.hosts] == list(range(sum(counts)))
     assert len({host.hostname for host in plan.hosts}) == sum(counts)
     assert all(host.hostname.endswith(f"-{host.index}") for host in plan.hosts)
+
+
+def test_an_input_redefined_by_the_extending_file_wins(tmp_path: Path) -> None:
+    write(tmp_path, "base.yml", "inputs:\n  - {name: size, type: text, default: base}\n")
+    main = write(
+        tmp_path,
+        "main.yml",
+        """\
+        name: n
+        extends: base.yml
+        inputs:
+          - {name: size, type: list, options: [s, m], default: m}
+        cluster: {x: "${input.size}"}
+        """,
+    )
+    raw = load(main)
+    assert validate(raw) == []
+    assert resolve(raw).cluster.attributes["x"] == "m"
+    with pytest.raises(TemplateError, match="is not one of s, m"):
+        resolve(raw, {"size": "base"})

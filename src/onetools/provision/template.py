@@ -647,7 +647,18 @@ def _map_strings(value: Any, change: Callable[[str], Any]) -> Any:
 # -- validation ---------------------------------------------------------------------------------
 def _inputs_of(raw: RawTemplate, provider: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     items = raw.data.get("inputs")
-    template_inputs = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+    template_inputs: list[dict[str, Any]] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        # an input defined again (in the extending file: lists concatenate base first)
+        # replaces the earlier definition where it stood
+        for position, earlier in enumerate(template_inputs):
+            if earlier.get("name") == item.get("name"):
+                template_inputs[position] = item
+                break
+        else:
+            template_inputs.append(item)
     provider_inputs = (provider or {}).get("inputs")
     if isinstance(provider_inputs, list) and provider_inputs:
         return merge_inputs(template_inputs, provider_inputs)
@@ -709,7 +720,6 @@ class _Checker:
         if not isinstance(items, list):
             self.add("inputs should be an array", ("inputs",))
             return
-        seen: set[str] = set()
         for position, item in enumerate(items):
             path = ("inputs", position)
             if not isinstance(item, dict):
@@ -719,9 +729,6 @@ class _Checker:
             if not isinstance(name, str) or not _TOKEN.match(name):
                 self.add(f"input {position + 1}: no valid name given", path)
                 continue
-            if name in seen:
-                self.add(f"input {name} is defined twice", path)
-            seen.add(name)
 
     def _host_sections(self, host: Mapping[str, Any]) -> dict[str, Any]:
         defaults = self.data.get("defaults")
@@ -907,14 +914,12 @@ class _Checker:
                 continue
             problem = spec.definition_problem()
             if problem:
-                position = next(
-                    (
-                        i
-                        for i, item in enumerate(self.data.get("inputs") or [])
-                        if isinstance(item, dict) and item.get("name") == spec.name
-                    ),
-                    None,
-                )
+                positions = [
+                    i
+                    for i, item in enumerate(self.data.get("inputs") or [])
+                    if isinstance(item, dict) and item.get("name") == spec.name
+                ]
+                position = positions[-1] if positions else None  # the definition in force
                 where = ("inputs", position) if position is not None else ("inputs",)
                 self.add(f"input {spec.name}: {problem}", where)
 
