@@ -404,6 +404,8 @@ cluster:
   k12: "${datastore.0.i$d}"
   k13: "${datastore.7.id}"
   k14: "${updates.first_host}"
+  k15: "${updates.nothing}"
+  k16: "n${index}"
 """
 
 
@@ -426,6 +428,9 @@ def test_expression_messages(tmp_path: Path) -> None:
         f"{f}: expression ${{disk.0.id}}: key disk is not valid at line 21",
         f"{f}: expression ${{datastore.0.i$d}}: i$d has invalid characters at line 22",
         f"{f}: expression ${{datastore.7.id}}: datastore 7 not found at line 23",
+        f"{f}: expression ${{updates.nothing}}: key updates.nothing invalid (known: "
+        "ceph_hosts_list, ceph_secret, default_ipv4_nic, first_host) at line 25",
+        f"{f}: expression n${{index}}: key index is only known in hosts at line 26",
     ]
 
 

@@ -928,6 +928,8 @@ class _Checker:
         if len(tokens) == 1:
             if tokens[0] not in ("index", "provision", "provision_id"):
                 return f"key {tokens[0]} invalid"
+            if tokens[0] == "index" and path[0] in SECTION_RANK and path[0] != "hosts":
+                return "key index is only known in hosts"
             return None
         if len(tokens) == 2:
             head, name = tokens
