@@ -8,8 +8,11 @@ node playbooks need package repositories, so they run in check mode only.
 from __future__ import annotations
 
 import configparser
+import os
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +28,7 @@ from ssh_hosts import SSHHost, SSHKeyPair
 TESTS = Path(__file__).resolve().parent
 TEST_PLAYBOOKS = TESTS / "data" / "ansible"
 PLAYBOOKS = TESTS.parent / "playbooks"
+BIN = Path(sys.executable).parent
 FAST_PING = {"ping_retries": 2, "ping_timeout": 0.2}
 
 
@@ -337,3 +341,105 @@ def test_gather_facts(ssh_hosts: list[SSHHost], ssh_key_pair: SSHKeyPair) -> Non
     for host_facts in facts.values():
         assert host_facts["ansible_memtotal_mb"] > 0
         assert host_facts["ansible_processor_count"] >= 1
+
+
+# --------------------------------------------------------------------------- our playbooks
+
+NODE_PLAYBOOKS = sorted(path.stem for path in PLAYBOOKS.glob("*.yml"))
+
+
+def test_node_playbooks_shipped() -> None:
+    # one playbook per provider of the 6.10 templates, the 6.0 name of equinix, and `default`
+    assert {
+        "aws",
+        "default",
+        "digitalocean",
+        "equinix",
+        "google",
+        "onprem",
+        "packet",
+        "vultr",
+        "vultr_metal",
+    } <= set(NODE_PLAYBOOKS)
+
+
+@pytest.mark.parametrize("name", NODE_PLAYBOOKS)
+def test_node_playbook_syntax(name: str, tmp_path: Path) -> None:
+    ansible.write_run_directory(tmp_path, [AnsibleHost("h1")])
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "--syntax-check", str(PLAYBOOKS / f"{name}.yml")],
+        env={**os.environ, "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg")},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_playbooks_pass_ansible_lint() -> None:
+    result = subprocess.run(
+        [str(BIN / "ansible-lint"), "--offline", "--nocolor", "."],
+        cwd=PLAYBOOKS,
+        env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["onprem", "aws", "default"])
+def test_node_playbook_check_mode(
+    name: str, ssh_hosts: list[SSHHost], ssh_key_pair: SSHKeyPair, work_root: Path
+) -> None:
+    host = ssh_hosts[0]
+    lines: list[str] = []
+    node = as_ansible_host(
+        host,
+        ssh_key_pair,
+        oneprovision_hypervisor="kvm",
+        oneprovision_private_phydev="lo",
+        frr_iface="lo",
+        # this test machine is whatever the CI runs on: let the OS check accept it
+        ddc_supported_distributions=[
+            "{{ ansible_facts.distribution }} {{ ansible_facts.distribution_major_version }}"
+        ],
+    )
+    ansible.run_playbooks([node], [name], threads=1, progress=lines.append, check=True, **FAST_PING)
+    assert any(" - failed" in line for line in lines) is False
+    assert any("TASK[" in line for line in lines)
+    assert leftovers(work_root) == []
+
+
+def test_fabric_roles_render_for_real(
+    ssh_hosts: list[SSHHost], ssh_key_pair: SSHKeyPair, work_root: Path
+) -> None:
+    """frr and iptables applied for real, into the hosts' root directories (tests/data)."""
+    clean_roots(ssh_hosts)
+    ansible.run_playbooks(
+        [as_ansible_host(host, ssh_key_pair) for host in ssh_hosts],
+        ["fabric"],
+        playbook_dir=TEST_PLAYBOOKS,
+        **FAST_PING,
+    )
+    configs = [(host.root_dir / "frr.conf").read_text().splitlines() for host in ssh_hosts]
+    assert configs[0][0] == "! Ansible managed"
+    names = [host.name for host in ssh_hosts]
+    for number, config in enumerate(configs):
+        # frr_iface has no address in the facts: the inventory names are the session addresses
+        assert f" bgp router-id {names[number]}" in config
+        peers = [line.split()[1] for line in config if line.endswith(" peer-group fabric")]
+        if number < 2:  # frr_rr_num: 2 route reflectors, peering with every other node
+            assert peers == [name for name in names if name != names[number]]
+            assert f" bgp cluster-id {names[number]}" in config
+            assert "  neighbor fabric route-reflector-client" in config
+        else:  # a client peers with the reflectors only
+            assert peers == names[:2]
+            assert not any("cluster-id" in line or "reflector" in line for line in config)
+    for host in ssh_hosts:
+        assert "bgpd=yes" in (host.root_dir / "daemons").read_text().splitlines()
+        rules = (host.root_dir / "rules.v4").read_text().splitlines()
+        assert ":INPUT DROP [0:0]" in rules
+        assert "-A INPUT -i eth0 -p udp -m udp --dport 8472 -j ACCEPT" in rules
+        assert "-A POSTROUTING -j MASQUERADE" in rules
+        assert stat.S_IMODE((host.root_dir / "rules.v4").stat().st_mode) == 0o600
