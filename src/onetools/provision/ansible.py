@@ -382,6 +382,10 @@ def _run(
     import ansible_runner
 
     config = directory / "ansible.cfg"
+    if not become:
+        # inventory variables (ansible_become=true for non-root users) outrank the environment:
+        # only an extra variable turns privilege escalation off for the SSH check and facts
+        cmdline = [*cmdline, "-e", "ansible_become=false"]
     return ansible_runner.run(
         private_data_dir=str(directory),
         inventory=str(directory / "inventory"),
