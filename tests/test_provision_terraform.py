@@ -35,6 +35,8 @@ from onetools.provision.terraform import (
 )
 
 TEST_TEMPLATES = Path(__file__).parent / "data" / "terraform"
+#: The shipped templates of the source tree (``templates/`` links to them), whatever is installed.
+SHIPPED_TEMPLATES = Path(__file__).resolve().parents[1] / "src" / "onetools" / "share" / "templates"
 TOKEN = "s3cret-test-token"
 
 CONNECTIONS: dict[str, dict[str, str]] = {
@@ -125,7 +127,7 @@ def _cloud_objects() -> list[TfObject]:
 @pytest.mark.parametrize("driver", sorted(CLOUD_SHAPES))
 def test_cloud_configuration_parses_with_device_names_and_outputs(driver: str) -> None:
     connection = CONNECTIONS[driver]
-    conf = render_configuration(driver, connection, _cloud_objects())
+    conf = render_configuration(driver, connection, _cloud_objects(), SHIPPED_TEMPLATES)
     parsed = hcl2.loads(conf)
     provider_name, host_type, cluster_types = CLOUD_SHAPES[driver]
 
@@ -164,8 +166,26 @@ def test_cloud_configuration_parses_with_device_names_and_outputs(driver: str) -
     assert destroy_target(driver, "host", 10) in resources
 
 
+def test_default_template_dir_is_the_shipped_one() -> None:
+    found = terraform.default_template_dir()
+    assert {
+        "aws",
+        "equinix",
+        "google",
+        "digitalocean",
+        "vultr_metal",
+        "vultr_virtual",
+        "onprem",
+    } <= {path.name for path in found.iterdir()}
+    assert (found / "aws" / "host.erb").read_text() == (
+        SHIPPED_TEMPLATES / "aws" / "host.erb"
+    ).read_text()
+
+
 def test_aws_hosts_get_indexed_private_addresses_and_user_data() -> None:
-    parsed = hcl2.loads(render_configuration("aws", CONNECTIONS["aws"], _cloud_objects()))
+    parsed = hcl2.loads(
+        render_configuration("aws", CONNECTIONS["aws"], _cloud_objects(), SHIPPED_TEMPLATES)
+    )
     resources = _blocks(parsed, "resource")
     host = resources["aws_instance.device_10"]
     assert "aws_subnet.device_100.cidr_block, 5" in host["private_ip"]  # INDEX 1 + 4
@@ -176,7 +196,11 @@ def test_aws_hosts_get_indexed_private_addresses_and_user_data() -> None:
 
 def test_digitalocean_vpc_range_from_cluster_id() -> None:
     objects = [TfObject("cluster", 0x312, "c", {"X": 1})]
-    parsed = hcl2.loads(render_configuration("digitalocean", CONNECTIONS["digitalocean"], objects))
+    parsed = hcl2.loads(
+        render_configuration(
+            "digitalocean", CONNECTIONS["digitalocean"], objects, SHIPPED_TEMPLATES
+        )
+    )
     vpc = _blocks(parsed, "resource")["digitalocean_vpc.device_786"]
     assert _unquote(vpc["ip_range"]) == "172.19.18.0/24"
 
@@ -336,7 +360,7 @@ class Recorder:
         self.lines: list[str] = []
         self.workdirs: list[str] = []
         self.modes: dict[str, int] = {}
-        self.variables: list[dict[str, str]] = []
+        self.files_with_secret: list[str] = []
 
     def __call__(self, line: str) -> None:
         self.lines.append(line)
@@ -345,13 +369,13 @@ class Recorder:
             self.workdirs.append(line[len(prefix) :])
         if line.startswith("Command run: terraform apply") and self.workdirs:
             workdir = self.workdirs[-1]
-            for name in os.listdir(workdir):
-                self.modes[name] = stat.S_IMODE(os.stat(os.path.join(workdir, name)).st_mode)
             self.modes["."] = stat.S_IMODE(os.stat(workdir).st_mode)
-            variables = os.path.join(workdir, terraform.VARIABLES_FILE)
-            if os.path.exists(variables):
-                with open(variables) as stream:
-                    self.variables.append(json.load(stream))
+            for folder, _, names in os.walk(workdir):
+                for name in names:
+                    path = os.path.join(folder, name)
+                    self.modes[os.path.relpath(path, workdir)] = stat.S_IMODE(os.stat(path).st_mode)
+                    if TOKEN.encode() in Path(path).read_bytes():
+                        self.files_with_secret.append(path)
 
 
 @pytest.fixture
@@ -383,11 +407,11 @@ def test_apply_targeted_destroy_destroy(
     assert result.outputs["token_sha256"] == hashlib.sha256(TOKEN.encode()).hexdigest()
     assert _resources(result.state) == ["device_10", "device_11", "device_9"]
 
-    # the run's directory was private, the credentials file 0600, and both are gone
+    # the run's directory was private, held no credential (it reached Terraform through the
+    # environment: token_sha256 above), and is gone
     assert recorder.modes["."] == 0o700
-    assert recorder.modes[terraform.VARIABLES_FILE] == 0o600
     assert recorder.modes["deploy.tf"] == 0o600
-    assert recorder.variables == [{"token": TOKEN}]
+    assert recorder.files_with_secret == []
     assert recorder.workdirs and not any(os.path.exists(path) for path in recorder.workdirs)
     assert os.listdir(tmp_path) == []
     # what the document stores holds no secret
@@ -456,3 +480,69 @@ def test_binary_engine(name: str, test_conf: tuple[str, dict[str, str]], tmp_pat
     assert _resources(state) == ["device_10", "device_11"]
     assert _resources(runner.destroy(conf, state, None, variables)) == []
     assert os.listdir(tmp_path) == []
+
+
+def _working_in(directory: Path) -> bool:
+    """Whether some process still has ``directory`` as its working directory."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and Path(os.readlink(entry / "cwd")) == directory:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+CRASH_SCRIPT = """
+import sys
+from onetools.provision.terraform import *
+hosts = [TfObject("host", 9, "fast", {"HOSTNAME": "127.0.0.9"}),
+         TfObject("host", 10, "slow", {"HOSTNAME": "127.0.0.10", "SLEEP": "60"})]
+conf = render_configuration("test_driver", {}, hosts, template_dir=sys.argv[1])
+TerraformRunner(workdir_parent=sys.argv[2], log=lambda line: print(line, flush=True)).apply(
+    conf, None)
+"""
+
+
+def test_sigkill_during_apply_leaves_a_recoverable_state(tmp_path: Path) -> None:
+    """onetools SIGKILLed while Terraform creates servers: Terraform stops gracefully, writes
+    what it created, and recover_state finds it (so a resumed run does not create it twice)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = tmp_path / "runs"
+    parent.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-c", CRASH_SCRIPT, str(TEST_TEMPLATES), str(parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            if "terraform_data.device_9: Creation complete" in line:
+                break
+        else:
+            pytest.fail("host 9 was never created")
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        process.kill()
+    # Terraform (interrupted by the parent-death signal) writes its state and exits; its run
+    # directory stays behind
+    killed_at = time.monotonic()
+    while time.monotonic() < killed_at + 60:
+        states = list(parent.glob("onetools-tf-*/terraform.tfstate"))
+        if states and "device_9" in states[0].read_text() and not _working_in(states[0].parent):
+            break
+        time.sleep(0.2)
+    # stopped long before the slow server's 60 s: Terraform was interrupted, not left running
+    assert time.monotonic() - killed_at < 30
+    recovered = terraform.recover_state(parent, None)
+    assert recovered is not None
+    assert "device_9" in _resources(recovered)
+    assert list(parent.iterdir()) == []  # left-overs removed
+    # an older stored state does not win over the recovered one; a newer one does
+    assert terraform.recover_state(parent, recovered) is None

