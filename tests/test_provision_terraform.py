@@ -46,6 +46,7 @@ CONNECTIONS: dict[str, dict[str, str]] = {
         "region": "eu-central-1",
     },
     "equinix": {"project": "project-1", "token": "equinix-token-0123", "metro": "am"},
+    "packet": {"project": "project-1", "token": "packet-token-0123", "facility": "ams1"},
     "google": {
         "credentials": base64.b64encode(b'{"type": "service_account", "k": "g-secret-1"}').decode(),
         "project": "project-1",
@@ -61,6 +62,7 @@ CONNECTIONS: dict[str, dict[str, str]] = {
 CLOUD_SHAPES: dict[str, tuple[str, str, set[str]]] = {
     "aws": ("aws", "aws_instance", {"aws_vpc", "aws_subnet", "aws_internet_gateway", "aws_route"}),
     "equinix": ("equinix", "equinix_metal_device", set()),
+    "packet": ("packet", "packet_device", set()),
     "google": (
         "google",
         "google_compute_instance",
@@ -159,6 +161,7 @@ def test_cloud_configuration_parses_with_device_names_and_outputs(driver: str) -
             connection.get("region"),
             connection.get("zone"),
             connection.get("metro"),
+            connection.get("facility"),
             connection.get("project"),
         ):
             assert value not in conf
@@ -546,3 +549,23 @@ def test_sigkill_during_apply_leaves_a_recoverable_state(tmp_path: Path) -> None
     assert list(parent.iterdir()) == []  # left-overs removed
     # an older stored state does not win over the recovered one; a newer one does
     assert terraform.recover_state(parent, recovered) is None
+
+
+@pytest.mark.parametrize(
+    ("driver", "resource", "key", "value"),
+    [
+        ("equinix", "equinix_metal_device", "metro", "am"),
+        ("packet", "packet_device", "facilities", ["ams1"]),
+        ("digitalocean", "digitalocean_droplet", "region", "ams3"),
+        ("google", "google_compute_instance", "zone", "europe-west1-b"),
+    ],
+)
+def test_location_from_the_connection_reaches_hosts(
+    driver: str, resource: str, key: str, value: Any
+) -> None:
+    conf = render_configuration(driver, CONNECTIONS[driver], _cloud_objects(), SHIPPED_TEMPLATES)
+    host = _blocks(hcl2.loads(conf), "resource")[f"{resource}.device_9"]
+    found = host[key]
+    assert (
+        [_unquote(item) for item in found] if isinstance(found, list) else _unquote(found)
+    ) == value
