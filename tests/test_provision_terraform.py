@@ -185,6 +185,39 @@ def test_default_template_dir_is_the_shipped_one() -> None:
     ).read_text()
 
 
+@pytest.mark.parametrize("with_keys", [True, False], ids=["ssh-keys", "no-keys"])
+@pytest.mark.parametrize("driver", sorted(CLOUD_SHAPES))
+def test_cloud_configuration_is_terraform_clean(
+    driver: str, with_keys: bool, tmp_path: Path
+) -> None:
+    """Terraform's own parser accepts it, and it is formatted as ``terraform fmt`` would
+    (``fmt`` needs no provider plugin, so this runs offline; ``validate`` would need them)."""
+    import subprocess
+    import sys
+
+    objects = _cloud_objects()
+    if not with_keys:
+        for obj in objects:
+            obj.attributes = {}
+    conf = render_configuration(driver, CONNECTIONS[driver], objects, SHIPPED_TEMPLATES)
+    (tmp_path / "deploy.tf").write_text(conf)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "onetools.provision.terraform",
+            "fmt",
+            "-check",
+            "-diff",
+            "-no-color",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_aws_hosts_get_indexed_private_addresses_and_user_data() -> None:
     parsed = hcl2.loads(
         render_configuration("aws", CONNECTIONS["aws"], _cloud_objects(), SHIPPED_TEMPLATES)
@@ -569,3 +602,20 @@ def test_location_from_the_connection_reaches_hosts(
     assert (
         [_unquote(item) for item in found] if isinstance(found, list) else _unquote(found)
     ) == value
+
+
+def test_credential_printed_by_terraform_is_masked(tmp_path: Path) -> None:
+    # a configuration that prints its credential on purpose (as a careless plugin might)
+    conf = (
+        'variable "token" {\n  type      = string\n  sensitive = true\n}\n\n'
+        'resource "terraform_data" "leak" {\n  lifecycle {\n    precondition {\n'
+        '      condition     = var.token == "something else"\n'
+        '      error_message = "token is ${nonsensitive(var.token)}"\n    }\n  }\n}\n'
+    )
+    recorder = Recorder()
+    runner = TerraformRunner(workdir_parent=tmp_path, log=recorder)
+    with pytest.raises(TerraformError) as caught:
+        runner.apply(conf, None, {"token": TOKEN})
+    shown = "\n".join([caught.value.message, *caught.value.lines, *recorder.lines])
+    assert "token is ********" in shown
+    assert TOKEN not in shown

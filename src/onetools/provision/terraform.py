@@ -574,7 +574,7 @@ class TerraformRunner:
         ) as process:
             assert process.stdout is not None
             for line in process.stdout:
-                line = line.rstrip("\n")
+                line = _mask(line.rstrip("\n"), env)
                 self._log(line)
                 tail.append(line)
                 del tail[:-ERROR_LINES]
@@ -599,7 +599,7 @@ class TerraformRunner:
             check=False,
             preexec_fn=_interrupt_when_parent_dies,
         )
-        lines = done.stderr.splitlines()[-ERROR_LINES:]
+        lines = [_mask(line, env) for line in done.stderr.splitlines()[-ERROR_LINES:]]
         return done.returncode, done.stdout, lines
 
     @staticmethod
@@ -610,6 +610,18 @@ class TerraformRunner:
         if detail:
             message += f": {detail.strip()}"
         return TerraformError(message, state, lines)
+
+
+def _mask(line: str, env: Mapping[str, str]) -> str:
+    """``line`` with every credential value of ``env`` (``TF_VAR_*``) masked.
+
+    Terraform redacts sensitive variables itself; this also covers a provider plugin that
+    echoes a credential in an error message.
+    """
+    for name, value in env.items():
+        if name.startswith("TF_VAR_") and len(value) >= 4 and value in line:
+            line = line.replace(value, "********")
+    return line
 
 
 def _read_state(workdir: str, previous: str | None) -> str | None:
