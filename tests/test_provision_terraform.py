@@ -619,3 +619,53 @@ def test_credential_printed_by_terraform_is_masked(tmp_path: Path) -> None:
     shown = "\n".join([caught.value.message, *caught.value.lines, *recorder.lines])
     assert "token is ********" in shown
     assert TOKEN not in shown
+
+
+def test_aws_hci_adds_ceph_network_and_osd_disks(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    objects = [
+        TfObject("cluster", 100, "edge", {"CIDR": "10.0.0.0/16", "HCI_CIDR": "10.9.0.0/16"}),
+        TfObject(
+            "host", 9, "a", {"INDEX": "0", "INSTANCETYPE": "c5.metal", "CEPH_GROUP": "osd,mon"}
+        ),
+        TfObject(
+            "host", 10, "b", {"INDEX": "1", "INSTANCETYPE": "c5.metal", "CEPH_GROUP": "clients"}
+        ),
+    ]
+    ceph_vars = {"ceph_hci": True, "ceph_disk_size": "200"}
+    conf = render_configuration("aws", CONNECTIONS["aws"], objects, SHIPPED_TEMPLATES, ceph_vars)
+    resources = _blocks(hcl2.loads(conf), "resource")
+    assert _unquote(resources["aws_subnet.device_100_ceph"]["cidr_block"]) == "10.9.0.0/16"
+    assert {"aws_network_interface.device_9_ceph", "aws_network_interface.device_10_ceph"} <= set(
+        resources
+    )
+    # only the OSD host gets a Ceph disk
+    assert resources["aws_ebs_volume.device_9_ceph"]["size"] == 200
+    assert "aws_ebs_volume.device_10_ceph" not in resources
+    assert _unquote(resources["aws_volume_attachment.device_9_ceph"]["device_name"]) == "/dev/xvdb"
+    (tmp_path / "deploy.tf").write_text(conf)
+    done = subprocess.run(
+        [sys.executable, "-m", "onetools.provision.terraform", "fmt", "-check", "-no-color"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # without ceph_vars nothing of it
+    plain = render_configuration("aws", CONNECTIONS["aws"], objects, SHIPPED_TEMPLATES)
+    assert "_ceph" not in plain
+
+
+def test_cluster_provision_reachable_as_in_the_original(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "host.erb").write_text(
+        "cidr = \"<%= c['TEMPLATE']['PROVISION']['CIDR'] %>\" host = <%= obj['ID'] %>\n"
+    )
+    objects = [
+        TfObject("cluster", 1, "c", {"CIDR": "10.7.0.0/16"}),
+        TfObject("host", 2, "h", {"X": 1}),
+    ]
+    conf = render_configuration("mine", {}, objects, template_dir=tmp_path)
+    assert conf == 'cidr = "10.7.0.0/16" host = 2\n'

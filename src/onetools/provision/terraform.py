@@ -271,7 +271,7 @@ def _variable_blocks(names: Iterable[str]) -> str:
     if not blocks:
         return ""
     return (
-        "# Credentials: values come from a variables file that exists only while Terraform runs.\n"
+        "# Credentials: their values reach Terraform through its environment, never this file.\n"
         + "".join(blocks)
     )
 
@@ -337,10 +337,15 @@ def render_configuration(
 
 
 def _attributes(obj: TfObject) -> dict[str, Any]:
+    """``obj`` as the templates' hash; ``TEMPLATE/PROVISION`` is its provision data unless the
+    caller gave one (``c.TEMPLATE.PROVISION.CIDR`` as in the original templates)."""
     attributes = dict(obj.attributes)
     attributes.setdefault("ID", obj.id)
     attributes.setdefault("NAME", obj.name)
-    attributes.setdefault("TEMPLATE", {})
+    template = attributes.get("TEMPLATE")
+    template = dict(template) if isinstance(template, dict) else {}
+    template.setdefault("PROVISION", dict(obj.provision))
+    attributes["TEMPLATE"] = template
     return attributes
 
 
