@@ -119,6 +119,307 @@ def prompt_input(spec: Any, error: str | None = None) -> str:
     return answer.rstrip("\n")
 
 
+# -- lifecycle commands ---------------------------------------------------------------------------
+CREATE_HELP = """\
+Deploy a provision from a template, in the order of OpenNebula 6.4+: the provision document
+(prints "ID: <n>" at once), cluster, datastores, networks, hosts (OFFLINE), Terraform (not
+for on-premise providers or with --skip-provision), hosts renamed to their IPs, images,
+templates, VN templates, service templates, Ansible (not with --skip-config), hosts enabled,
+RUNNING. Every step is recorded in the document as it happens: a create that was killed or
+quit is finished with "create --resume ID" (nothing is created twice) or removed with
+"delete ID".
+
+Failures go through the fail modes: on a terminal a menu asks; with --batch the modes given
+apply in order (--fail-modes first, then --fail-retry/--fail-cleanup/--fail-skip/--fail-quit
+as written), quit when none. A create that ends in cleanup deletes everything it made and
+exits 255.
+
+exit codes: 0 created (RUNNING); 255 failed (the provision is left in ERROR, resumable) or
+cleaned up
+"""
+
+DELETE_HELP = """\
+Destroy the infrastructure (Terraform) and delete the OpenNebula objects of a provision,
+then the provision document. Works on any partial record (a killed create or delete).
+Refused while provision hosts run VMs or provision datastores hold other images, unless
+--cleanup (delete those images first) or --force (skip the checks, ignore OpenNebula errors).
+
+exit codes: 0 deleted; 255 failed (what is left stays recorded: run delete again)
+"""
+
+
+def _ui(args: argparse.Namespace) -> Any:
+    from onetools.provision.failmode import ConsoleUi
+
+    verbose = bool(getattr(args, "verbose", False) or getattr(args, "debug", False))
+    return ConsoleUi(verbose=verbose)
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    """The fail modes of the command line; interactive only on a terminal."""
+    from onetools.provision.failmode import FailPolicy
+
+    batch = bool(getattr(args, "batch", False)) or not sys.stdin.isatty()
+    return FailPolicy.from_options(
+        batch=batch,
+        fail_modes=getattr(args, "fail_modes", None),
+        flags=getattr(args, "fail_order", None) or [],
+        max_retries=getattr(args, "fail_retry", None),
+        sleep=getattr(args, "fail_sleep", None),
+    )
+
+
+def _provision_id(one: Any, text: str) -> int:
+    from onetools.provision.lifecycle import list_provisions
+
+    return resolve_id(text, lambda: [p.document for p in list_provisions(one)], "provision")
+
+
+def _plan_provider(raw: Any) -> str | None:
+    defaults = raw.data.get("defaults")
+    provision = defaults.get("provision") if isinstance(defaults, dict) else None
+    if isinstance(provision, dict) and provision.get("provider_name") is not None:
+        return str(provision["provider_name"])
+    hosts = raw.data.get("hosts")
+    if isinstance(hosts, list) and hosts and isinstance(hosts[0], dict):
+        first = hosts[0].get("provision")
+        if isinstance(first, dict) and first.get("provider_name") is not None:
+            return str(first["provider_name"])
+    return None
+
+
+def _create_options(args: argparse.Namespace) -> Any:
+    from onetools.provision.lifecycle import CreateOptions
+
+    return CreateOptions(
+        skip_provision=bool(getattr(args, "skip_provision", False)),
+        skip_config=bool(getattr(args, "skip_config", False)),
+        wait_ready=bool(getattr(args, "wait_ready", False)),
+        wait_timeout=int(getattr(args, "wait_timeout", 60)),
+        cleanup=bool(getattr(args, "cleanup", False)),
+        cleanup_timeout=int(getattr(args, "cleanup_timeout", 20)),
+        threads=int(getattr(args, "threads", 3)),
+        ping_retries=int(getattr(args, "ping_retries", 30)),
+        ping_timeout=float(getattr(args, "ping_timeout", 20)),
+    )
+
+
+def _print_id(oid: int) -> None:
+    sys.stdout.write(f"ID: {oid}\n")
+    sys.stdout.flush()  # scripts read it while the create goes on
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from onetools.errors import UsageError
+    from onetools.provision import lifecycle
+
+    ui, policy, options = _ui(args), _policy(args), _create_options(args)
+    if args.resume is not None:
+        if args.file is not None:
+            raise UsageError("create --resume ID takes no FILE: the provision has its plan")
+        with open_one(args) as one:
+            provision = lifecycle.resume(one, _provision_id(one, args.resume), ui, policy, options)
+    else:
+        if args.file is None:
+            raise UsageError("create needs a provision template FILE (or --resume ID)")
+        from onetools.provision.template import load, resolve
+
+        raw = load(args.file)
+        inputs = parse_user_inputs(args.user_inputs)
+        with open_one(args) as one:
+            provider = lifecycle.find_provider(one, args.provider or _plan_provider(raw))
+            prompt = prompt_input if (not policy.batch and sys.stdout.isatty()) else None
+            plan = resolve(raw, inputs, prompt, provider.inputs)
+            provision = lifecycle.create(
+                one, plan, options, ui, policy, provider, on_allocated=_print_id
+            )
+    if args.output is not None:
+        _emit_provision(provision, args.output)
+    sys.stderr.write(f"Provision {provision.id} successfully created\n")
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from onetools.provision.lifecycle import DeleteOptions, delete
+
+    options = DeleteOptions(
+        cleanup=bool(args.cleanup), cleanup_timeout=int(args.cleanup_timeout), force=args.force
+    )
+    with open_one(args) as one:
+        delete(one, _provision_id(one, args.provision), options, _ui(args), _policy(args))
+    return EXIT_OK
+
+
+def cmd_configure(args: argparse.Namespace) -> int:
+    from onetools.provision.lifecycle import configure
+
+    with open_one(args) as one:
+        provision = configure(
+            one, _provision_id(one, args.provision), _ui(args), _policy(args), force=args.force
+        )
+        if args.output is not None:
+            _emit_provision(provision, args.output)
+    return EXIT_OK
+
+
+def _emit_provision(provision: Any, output: str) -> None:
+    from onetools.cli._one import emit_object
+
+    emit_object(provision.document.xml, provision.to_dict(), output)
+
+
+def _provision_columns() -> list[Any]:
+    from onetools.cli._one import Column
+
+    def count(key: str) -> Any:
+        def value(p: Any) -> Any:
+            record = p.body.get("provision")
+            if not isinstance(record, dict):
+                return None
+            for group in record.values():
+                if isinstance(group, dict) and isinstance(group.get(key), list):
+                    return len(group[key])
+            return 0
+
+        return value
+
+    return [
+        Column("ID", 4, lambda p: p.id, align="right"),
+        Column("NAME", 15, lambda p: p.name, expand=True),
+        Column("CLUSTERS", 8, count("clusters"), align="right"),
+        Column("HOSTS", 5, count("hosts"), align="right"),
+        Column("NETWORKS", 8, count("networks"), align="right"),
+        Column("DATASTORES", 10, count("datastores"), align="right"),
+        Column("STAT", 12, lambda p: p.state_name),
+    ]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from onetools.cli._one import emit_pool, render_table
+    from onetools.provision.lifecycle import list_provisions
+
+    with open_one(args) as one:
+        provisions = list_provisions(one)
+    if args.output is not None:
+        xmls = [p.document.xml for p in provisions]
+        emit_pool("DOCUMENT", xmls, [p.to_dict() for p in provisions], args.output)
+        return EXIT_OK
+    sys.stdout.write(render_table(_provision_columns(), provisions, args))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from onetools.provision.lifecycle import get_provision
+
+    with open_one(args) as one:
+        provision = get_provision(one, _provision_id(one, args.provision))
+    if args.output is not None:
+        _emit_provision(provision, args.output)
+        return EXIT_OK
+    lines = [
+        f"PROVISION {provision.id} INFORMATION",
+        f"ID        : {provision.id}",
+        f"NAME      : {provision.name}",
+        f"STATE     : {provision.state_name}",
+        f"PROVIDER  : {provision.provider}",
+    ]
+    for title, group in (
+        ("Provision Infrastructure Resources", "infrastructure"),
+        ("Provision Resource Resources", "resource"),
+    ):
+        lists = (provision.body.get("provision") or {}).get(group) or {}
+        shown = [(key, entries) for key, entries in sorted(lists.items()) if entries]
+        if not shown:
+            continue
+        lines += ["", title]
+        for key, entries in shown:
+            lines.append(key.upper())
+            lines += [f"{entry.get('id')}: {entry.get('name')}" for entry in entries]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_OK
+
+
+#: CLI group → object kind (the object layer's names).
+def _group_kind(group: str) -> str:
+    from onetools.provision.lifecycle import GROUPS
+
+    return GROUPS[group][2]
+
+
+def _object_columns(group: str) -> list[Any]:
+    from onetools.cli._one import Column
+
+    columns = [
+        Column("ID", 4, lambda o: o.id, align="right"),
+        Column("NAME", 20, lambda o: o.name, expand=True),
+        Column("PROVISION", 9, lambda o: _owner_text(o), align="right"),
+    ]
+    if group == "host":
+        columns.append(Column("CLUSTER", 10, lambda o: o.text("CLUSTER")))
+        columns.append(Column("STAT", 6, lambda o: _host_state(o.int("STATE"))))
+    elif group not in ("cluster",):
+        columns.insert(1, Column("USER", 8, lambda o: o.uname))
+        columns.insert(2, Column("GROUP", 8, lambda o: o.gname))
+    return columns
+
+
+def _owner_text(obj: Any) -> str:
+    text = obj.text("TEMPLATE/PROVISION/ID").strip()
+    if text:
+        return str(text)
+    import json
+
+    try:
+        body = json.loads(obj.text("TEMPLATE/BODY") or "{}")
+    except ValueError:
+        return ""
+    provision = body.get("provision") if isinstance(body, dict) else None
+    return str(provision.get("id", "")) if isinstance(provision, dict) else ""
+
+
+_HOST_STATES = {0: "init", 1: "update", 2: "on", 3: "err", 4: "dsbl", 8: "off"}
+
+
+def _host_state(state: int) -> str:
+    return _HOST_STATES.get(state, str(state))
+
+
+def cmd_object_list(args: argparse.Namespace) -> int:
+    from onetools.cli._one import emit_pool, render_table
+    from onetools.one.api import OBJECT_ROOT
+    from onetools.provision.lifecycle import provision_objects
+
+    kind = _group_kind(args.command)
+    with open_one(args) as one:
+        objects = provision_objects(one, kind)
+    if args.output is not None:
+        xmls = [obj.xml for obj in objects]
+        emit_pool(OBJECT_ROOT[kind], xmls, [obj.to_dict() for obj in objects], args.output)
+        return EXIT_OK
+    sys.stdout.write(render_table(_object_columns(args.command), objects, args))
+    return EXIT_OK
+
+
+def cmd_object_delete(args: argparse.Namespace) -> int:
+    from onetools.cli._one import resolve_ids
+    from onetools.errors import OnetoolsError
+    from onetools.provision.lifecycle import delete_object, provision_objects
+
+    group = args.command
+    kind = _group_kind(group)
+    ui, policy = _ui(args), _policy(args)
+    failed = False
+    with open_one(args) as one:
+        ids = resolve_ids(args.range, lambda: provision_objects(one, kind), group)
+        for oid in ids:
+            try:
+                delete_object(one, group, oid, ui, policy, force=getattr(args, "force", False))
+            except OnetoolsError as exc:
+                sys.stderr.write(f"ERROR : {group} {oid}: {exc.log_line()}\n")
+                failed = True
+    return EXIT_FATAL if failed else EXIT_OK
+
+
 # -- parser -------------------------------------------------------------------------------------
 #: Top-level commands; ``host``, ``ip`` and the resource groups have their own subcommands.
 RESOURCE_GROUPS = (
@@ -184,6 +485,27 @@ def _verbose_d_parent() -> argparse.ArgumentParser:
     return parent
 
 
+class _FailMode(argparse.Action):
+    """A ``--fail-*`` option: sets its own value and appends its mode to ``fail_order``, so
+    the mode list keeps the order of the command line (§1.4)."""
+
+    def __init__(self, *args: Any, mode: str, **kwargs: Any) -> None:
+        self.mode = mode
+        super().__init__(*args, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+        order = list(getattr(namespace, "fail_order", None) or [])
+        order.append(self.mode)
+        namespace.fail_order = order
+
+
 def modes_parent() -> argparse.ArgumentParser:
     """The fail-mode options of the mutating commands (MODES, §1.2, §1.4)."""
     parent = argparse.ArgumentParser(add_help=False)
@@ -197,11 +519,21 @@ def modes_parent() -> argparse.ArgumentParser:
         help="what to do on a failure, in order: cleanup, retry, skip, quit",
     )
     group.add_argument(
-        "--fail-retry", type=int, metavar="N", help="retry a failed step N times (adds retry)"
+        "--fail-retry",
+        type=int,
+        metavar="N",
+        action=_FailMode,
+        mode="retry",
+        help="retry a failed step N times (adds retry)",
     )
-    group.add_argument("--fail-cleanup", action="store_true", help="on failure clean up")
-    group.add_argument("--fail-skip", action="store_true", help="on failure skip the step")
-    group.add_argument("--fail-quit", action="store_true", help="on failure quit (default)")
+    for mode, text in (
+        ("cleanup", "on failure clean up (delete what was made)"),
+        ("skip", "on failure skip the step"),
+        ("quit", "on failure quit (default)"),
+    ):
+        group.add_argument(
+            f"--fail-{mode}", nargs=0, action=_FailMode, mode=mode, default=False, help=text
+        )
     group.add_argument("--fail-sleep", type=int, metavar="SECONDS", help="sleep between retries")
     return parent
 
@@ -281,12 +613,17 @@ def build_parser(selected: str | None = None) -> ToolParser:
 
     create = command(
         "create",
-        cmd_pending,
+        cmd_create,
         "deploy a new provision",
-        "Deploy a provision from a template: OpenNebula objects, Terraform, Ansible.\n",
+        CREATE_HELP,
         [modes, _threads_parent(), _cleanup_parent(), output],
     )
-    create.add_argument("file", metavar="FILE", help="provision template (YAML)")
+    create.add_argument("file", metavar="FILE", nargs="?", help="provision template (YAML)")
+    create.add_argument(
+        "--resume",
+        metavar="ID|NAME",
+        help="finish the interrupted create of this provision (no FILE)",
+    )
     create.add_argument(
         "--ping-timeout", type=int, default=20, metavar="SECONDS", help="between SSH attempts"
     )
@@ -317,13 +654,13 @@ def build_parser(selected: str | None = None) -> ToolParser:
         help="merge the inputs of this provider document, as create does",
     )
 
-    command("list", cmd_pending, "list provisions", "List the provisions.\n", [output, table])
-    show = command("show", cmd_pending, "show a provision", "Show a provision.\n", [output])
+    command("list", cmd_list, "list provisions", "List the provisions.\n", [output, table])
+    show = command("show", cmd_show, "show a provision", "Show a provision.\n", [output])
     show.add_argument("provision", metavar="ID|NAME")
 
     configure = command(
         "configure",
-        cmd_pending,
+        cmd_configure,
         "run Ansible again on the hosts of a provision",
         "Configure the hosts of a provision again.\n",
         [modes, _force_parent("configure whatever the state"), output],
@@ -332,19 +669,22 @@ def build_parser(selected: str | None = None) -> ToolParser:
 
     delete = command(
         "delete",
-        cmd_pending,
+        cmd_delete,
         "delete a provision",
-        "Destroy the infrastructure and the OpenNebula objects of a provision.\n",
+        DELETE_HELP,
         [modes, _threads_parent(), _cleanup_parent(), _force_parent("ignore errors"), output],
     )
     delete.add_argument("provision", metavar="ID|NAME")
 
     hosts = group("host", "hosts of provisions", HOST_HELP)
     if hosts is not None:
-        command("list", cmd_pending, "list provision hosts", "List.\n", [output, table], hosts)
+        command("list", cmd_object_list, "list provision hosts", "List.\n", [output, table], hosts)
         command("top", cmd_pending, "list provision hosts, refreshed", "Top.\n", [table], hosts)
-        for action, summary in (("delete", "delete hosts"), ("configure", "configure hosts")):
-            sub = command(action, cmd_pending, summary, summary + ".\n", [modes, output], hosts)
+        for action, summary, func in (
+            ("delete", "delete hosts", cmd_object_delete),
+            ("configure", "configure hosts", cmd_pending),
+        ):
+            sub = command(action, func, summary, summary + ".\n", [modes, output], hosts)
             sub.add_argument("range", metavar="RANGE|LIST")
         ssh = command("ssh", cmd_pending, "ssh to a host", "Open an SSH session.\n", (), hosts)
         ssh.add_argument("host", metavar="ID|NAME")
@@ -366,10 +706,10 @@ def build_parser(selected: str | None = None) -> ToolParser:
         if resources is None:
             continue
         if kind != "flowtemplate":
-            command("list", cmd_pending, f"list {kind}s", "List.\n", [output, table], resources)
+            command("list", cmd_object_list, f"list {kind}s", "List.\n", [output, table], resources)
         remove = command(
             "delete",
-            cmd_pending,
+            cmd_object_delete,
             f"delete {kind}s",
             f"Delete {kind}s of provisions.\n",
             [modes, _force_parent("ignore errors")],

@@ -123,6 +123,17 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "vntemplate": ("resource", "vntemplates", VNTEMPLATE),
     "flowtemplate": ("resource", "flowtemplates", DOCUMENT),
 }
+#: Plan section → what messages call one of its objects.
+LABELS = {
+    "cluster": "cluster",
+    "datastores": "datastore",
+    "networks": "network",
+    "hosts": "host",
+    "images": "image",
+    "templates": "template",
+    "vntemplates": "VN template",
+    "flowtemplates": "service template",
+}
 #: ``${TYPE.REF.ATTR}`` type → plan section.
 REFERENCE_SECTIONS = {
     "cluster": "cluster",
@@ -691,7 +702,7 @@ class _Run:
             finish(oid)
             return oid
 
-        result = self.handler.run(f"Failed to create {section[:-1]} {name}", attempt)
+        result = self.handler.run(f"Failed to create {LABELS[section]} {name}", attempt)
         meta["done"][key] = "skipped" if result is SKIPPED else result
         meta.pop("pending", None)
         self.provision.save()

@@ -1,0 +1,343 @@
+"""The provision lifecycle on both backends (embedded store, XML-RPC through pyone): on-premise
+provisions (no Terraform) without Ansible: create records every object as it goes, delete
+leaves nothing, fail modes (retry counts, cleanup, skip, the interactive menu), resume after a
+failure, the document lock (refusal, take-over of a dead holder's lock), per-object delete."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from onetools.one import api
+from onetools.one.api import OneApi
+from onetools.one.errors import LockedError
+from onetools.provision import lifecycle
+from onetools.provision.failmode import FailPolicy, StepFailed
+from onetools.provision.template import load, resolve
+
+ONPREM = """\
+name: 'edge'
+ansible: {ver_min: '2.15', ver_max: '2.19', playbook: [onprem]}
+defaults:
+  provision: {provider_name: 'onprem'}
+inputs:
+  - {name: hosts_names, type: array, default: '10.9.0.1;10.9.0.2'}
+cluster:
+  name: "${provision}"
+  reserved_cpu: '0'
+  datastores: [1, 2]
+hosts:
+  - im_mad: kvm
+    vm_mad: kvm
+    provision: {hostname: "${input.hosts_names}"}
+datastores:
+  - {name: "${provision}-image", ds_mad: fs, tm_mad: ssh, meta: {mode: '640'}}
+  - {name: "${provision}-system", type: system_ds, tm_mad: ssh,
+     replica_host: "${updates.first_host}"}
+networks:
+  - name: "${provision}-public"
+    vn_mad: bridge
+    bridge: br0
+    ar: [{type: IP4, ip: 10.9.1.1, size: 4}]
+images:
+  - {name: "${provision}-img", ds_id: "${datastore.0.id}", type: datablock, size: 16}
+templates:
+  - name: "${provision}-vm"
+    cpu: 1
+    memory: 128
+    disk: {image_id: "${image.0.id}"}
+    nic: {network_id: "${network.0.id}"}
+vntemplates:
+  - {name: "${provision}-private", vn_mad: vxlan, phydev: eth1, cluster_ids: "${cluster.0.id}"}
+flowtemplates:
+  - {name: "${provision}-flow", deployment: straight, roles: []}
+"""
+
+#: A second image the store refuses (a datablock needs a SIZE): a real failure after the hosts.
+WITH_BAD_IMAGE = ONPREM.replace(
+    "\ntemplates:\n", '\n  - {name: bad, ds_id: "${datastore.0.id}", type: datablock}\ntemplates:\n'
+)
+#: A first datastore the store refuses (no such TM_MAD): a real failure before the hosts.
+WITH_BAD_DATASTORE = ONPREM.replace(
+    "datastores:\n", "datastores:\n  - {name: bad, ds_mad: fs, tm_mad: nosuch}\n", 1
+)
+
+
+class ScriptedUi:
+    """The ``Ui`` of a test: keeps every line, answers the menu from a script."""
+
+    def __init__(self, answers: Sequence[str] = ()) -> None:
+        self.lines: list[tuple[str, str]] = []
+        self.answers = list(answers)
+        self.menus: list[tuple[str, list[str], str | None]] = []
+
+    def info(self, message: str) -> None:
+        self.lines.append(("INFO", message))
+
+    def warning(self, message: str) -> None:
+        self.lines.append(("WARN", message))
+
+    def error(self, message: str) -> None:
+        self.lines.append(("ERROR", message))
+
+    def choose(self, question: str, choices: Sequence[str], default: str | None) -> str:
+        self.menus.append((question, list(choices), default))
+        return self.answers.pop(0)
+
+    def errors(self, start: str) -> list[str]:
+        return [text for level, text in self.lines if level == "ERROR" and text.startswith(start)]
+
+
+def plan_of(tmp_path: Path, text: str = ONPREM) -> Any:
+    path = tmp_path / "provision.yml"
+    path.write_text(text)
+    return resolve(load(path))
+
+
+def batch(*flags: str, retries: int | None = None) -> FailPolicy:
+    return FailPolicy.from_options(batch=True, flags=flags, max_retries=retries)
+
+
+def provision_leftovers(one: OneApi) -> dict[str, list[str]]:
+    """Every object that is not part of a fresh store."""
+    found = {
+        "clusters": [c.name for c in one.pool(api.CLUSTER) if c.id != 0],
+        "hosts": [h.name for h in one.pool(api.HOST)],
+        "datastores": [d.name for d in one.pool(api.DATASTORE) if d.id > 2],
+        "networks": [n.name for n in one.pool(api.VNET)],
+        "images": [i.name for i in one.pool(api.IMAGE)],
+        "templates": [t.name for t in one.pool(api.TEMPLATE)],
+        "vntemplates": [t.name for t in one.pool(api.VNTEMPLATE)],
+        "flows": [d.name for d in one.pool(api.DOCUMENT, doc_type=api.DOC_SERVICE_TEMPLATE)],
+        "provisions": [d.name for d in one.pool(api.DOCUMENT, doc_type=api.DOC_PROVISION)],
+    }
+    return {key: names for key, names in found.items() if names}
+
+
+def create(one: OneApi, plan: Any, ui: ScriptedUi, policy: FailPolicy | None = None) -> Any:
+    return lifecycle.create(
+        one, plan, lifecycle.CreateOptions(skip_config=True), ui, policy or batch()
+    )
+
+
+def test_create_records_every_object_and_delete_leaves_nothing(
+    one_api: OneApi, tmp_path: Path
+) -> None:
+    ui = ScriptedUi()
+    allocated: list[int] = []
+    provision = lifecycle.create(
+        one_api,
+        plan_of(tmp_path),
+        lifecycle.CreateOptions(skip_config=True),
+        ui,
+        batch(),
+        on_allocated=allocated.append,
+    )
+    assert allocated == [provision.id]
+    stored = lifecycle.get_provision(one_api, provision.id)
+    assert stored.state_name == "RUNNING" and stored.provider == "onprem"
+    assert stored.meta["steps"] == list(lifecycle.STEPS)
+    assert "pending" not in stored.meta
+    record = stored.body["provision"]
+    hosts = record["infrastructure"]["hosts"]
+    assert [h["name"] for h in hosts] == ["10.9.0.1", "10.9.0.2"]  # renamed to hostnames
+    for group, kind, key in (
+        ("infrastructure", api.CLUSTER, "clusters"),
+        ("infrastructure", api.DATASTORE, "datastores"),
+        ("infrastructure", api.VNET, "networks"),
+        ("infrastructure", api.HOST, "hosts"),
+        ("resource", api.IMAGE, "images"),
+        ("resource", api.TEMPLATE, "templates"),
+        ("resource", api.VNTEMPLATE, "vntemplates"),
+    ):
+        entries = record[group][key]
+        assert entries, key
+        for entry in entries:
+            obj = one_api.info(kind, entry["id"])
+            assert obj.name == entry["name"]
+            assert obj.text("TEMPLATE/PROVISION/ID") == str(provision.id), key
+    (flow,) = record["resource"]["flowtemplates"]
+    assert lifecycle.owner_of(one_api, "flowtemplate", flow["id"]) == provision.id
+
+    # host template §4.3, hosts enabled at the end (also with --skip-config: §8.1 #6)
+    host = one_api.info(api.HOST, hosts[0]["id"])
+    assert host.text("TEMPLATE/IM_MAD") == "kvm"
+    assert host.text("TEMPLATE/PROVISION/HOSTNAME") == "10.9.0.1"
+    assert host.text("TEMPLATE/PROVISION/INDEX") == "0"
+    assert host.text("TEMPLATE/PROVISION_CONNECTION/REMOTE_USER") == "root"
+    assert host.has("TEMPLATE/PROVISION_CONFIGURATION_BASE64")
+    assert host.int("STATE") != 8
+    # references and late updates resolved; existing datastores attached to the cluster
+    image_id = record["resource"]["images"][0]["id"]
+    vm = one_api.info(api.TEMPLATE, record["resource"]["templates"][0]["id"])
+    assert vm.text("TEMPLATE/DISK/IMAGE_ID") == str(image_id)
+    system = one_api.info(api.DATASTORE, record["infrastructure"]["datastores"][1]["id"])
+    assert system.text("TEMPLATE/REPLICA_HOST") == "10.9.0.1"
+    cluster = one_api.info(api.CLUSTER, record["infrastructure"]["clusters"][0]["id"])
+    assert {1, 2} <= set(cluster.ids("DATASTORES"))
+    image_ds = one_api.info(api.DATASTORE, record["infrastructure"]["datastores"][0]["id"])
+    assert image_ds.permissions is not None and image_ds.permissions.octet() == "640"
+    assert stored.body["ar_template"].startswith("AR = [")
+
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
+    # the pre-existing datastores were detached, not deleted
+    assert [d.id for d in one_api.pool(api.DATASTORE)] == [0, 1, 2]
+
+
+def test_retry_then_cleanup_deletes_everything(one_api: OneApi, tmp_path: Path) -> None:
+    ui = ScriptedUi()
+    with pytest.raises(StepFailed, match="cleaned up"):
+        create(one_api, plan_of(tmp_path, WITH_BAD_IMAGE), ui, batch("retry", "cleanup", retries=2))
+    # 1 attempt + 2 counted retries + the popped retry once more (§1.4), then cleanup
+    assert len(ui.errors("Failed to create image bad")) == 4
+    assert provision_leftovers(one_api) == {}
+
+
+def test_cleanup_before_the_hosts_exist_is_refused(one_api: OneApi, tmp_path: Path) -> None:
+    ui = ScriptedUi()
+    plan = plan_of(tmp_path, WITH_BAD_DATASTORE)
+    with pytest.raises(StepFailed, match="cleanup unsupported"):
+        create(one_api, plan, ui, batch("cleanup"))
+    (provision,) = lifecycle.list_provisions(one_api)
+    assert provision.state_name == "ERROR"
+    assert [e["name"] for e in provision.entries("infrastructure", "clusters")] == ["edge"]
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
+
+
+def test_skip_leaves_the_object_out(one_api: OneApi, tmp_path: Path) -> None:
+    ui = ScriptedUi()
+    provision = create(one_api, plan_of(tmp_path, WITH_BAD_IMAGE), ui, batch("skip"))
+    assert provision.state_name == "RUNNING"
+    assert [i["name"] for i in provision.entries("resource", "images")] == ["edge-img"]
+    assert provision.meta["done"]["images/1"] == "skipped"
+    assert ui.errors("Failed to create image bad") == ["Failed to create image bad"]
+
+
+def test_quit_then_resume_creates_nothing_twice(one_api: OneApi, tmp_path: Path) -> None:
+    ui = ScriptedUi()
+    with pytest.raises(StepFailed, match="Failed to create image bad"):
+        create(one_api, plan_of(tmp_path, WITH_BAD_IMAGE), ui)
+    (provision,) = lifecycle.list_provisions(one_api)
+    assert provision.state_name == "ERROR"
+    before = provision_leftovers(one_api)
+    assert before["images"] == ["edge-img"] and "templates" not in before
+
+    resumed = lifecycle.resume(one_api, provision.id, ui, batch("skip"))
+    assert resumed.state_name == "RUNNING"
+    after = provision_leftovers(one_api)
+    for key in ("clusters", "hosts", "datastores", "networks", "images"):
+        assert after[key] == before[key], key
+    assert after["templates"] == ["edge-vm"]
+    with pytest.raises(lifecycle.ProvisionError, match="already RUNNING"):
+        lifecycle.resume(one_api, provision.id, ui, batch())
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
+
+
+def test_interactive_menu_offers_cleanup_once_hosts_exist(one_api: OneApi, tmp_path: Path) -> None:
+    ui = ScriptedUi(["retry", "skip"])
+    policy = FailPolicy.from_options(batch=False)
+    provision = create(one_api, plan_of(tmp_path, WITH_BAD_IMAGE), ui, policy)
+    assert provision.state_name == "RUNNING"
+    assert [menu[1] for menu in ui.menus] == [["quit", "retry", "skip", "cleanup"]] * 2
+    assert ui.menus[0][2] == "quit"  # the default: the head of the mode list
+
+
+def test_a_held_lock_refuses_other_commands(one_api: OneApi, tmp_path: Path) -> None:
+    ui = ScriptedUi()
+    provision = create(one_api, plan_of(tmp_path), ui)
+    with lifecycle.locked(one_api, provision.id):
+        with pytest.raises(LockedError, match="being changed by another command"):
+            lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+        with pytest.raises(LockedError):
+            lifecycle.delete_object(one_api, "image", provision.ids("resource", "images")[0], ui)
+    # released afterwards
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
+
+
+def test_the_lock_of_a_dead_run_is_taken_over(one_api: OneApi, tmp_path: Path) -> None:
+    ui = ScriptedUi()
+    provision = create(one_api, plan_of(tmp_path), ui)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    one_api.lock(api.DOCUMENT, provision.id, api.LOCK_ADMIN)
+    lock_time = one_api.info(api.DOCUMENT, provision.id).lock["TIME"]  # type: ignore[index]
+    stored = lifecycle.get_provision(one_api, provision.id)
+    stored.meta["lock"] = {**lifecycle._holder(), "pid": dead.pid, "time": lock_time}
+    stored.save()
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
+
+
+def test_delete_refuses_foreign_images_unless_cleanup(one_api: OneApi, tmp_path: Path) -> None:
+    ui = ScriptedUi()
+    provision = create(one_api, plan_of(tmp_path), ui)
+    datastore = provision.ids("infrastructure", "datastores")[0]
+    one_api.allocate_image('NAME = "foreign"\nTYPE = "DATABLOCK"\nSIZE = "8"', datastore)
+    with pytest.raises(lifecycle.ProvisionError, match="Provision with images can't be deleted"):
+        lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert lifecycle.get_provision(one_api, provision.id).state_name == "RUNNING"
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(cleanup=True), ui, batch())
+    assert provision_leftovers(one_api) == {}
+
+
+def test_per_object_delete_removes_only_that_object(one_api: OneApi, tmp_path: Path) -> None:
+    ui = ScriptedUi()
+    provision = create(one_api, plan_of(tmp_path), ui)
+    first, second = provision.ids("infrastructure", "hosts")
+    assert lifecycle.delete_object(one_api, "host", first, ui) == provision.id
+    stored = lifecycle.get_provision(one_api, provision.id)
+    assert stored.ids("infrastructure", "hosts") == [second]
+    assert [h.id for h in one_api.pool(api.HOST)] == [second]
+    vntemplate = stored.ids("resource", "vntemplates")[0]
+    lifecycle.delete_object(one_api, "vntemplate", vntemplate, ui)
+    assert lifecycle.get_provision(one_api, provision.id).ids("resource", "vntemplates") == []
+    names = {obj.name for obj in lifecycle.provision_objects(one_api, api.HOST)}
+    assert names == {"10.9.0.2"}
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
+
+
+def test_objects_outside_provisions_are_refused(one_api: OneApi) -> None:
+    oid = one_api.allocate_template('NAME = "mine"')
+    with pytest.raises(lifecycle.ProvisionError, match="does not belong to a provision"):
+        lifecycle.delete_object(one_api, "template", oid, ScriptedUi())
+    assert one_api.info(api.TEMPLATE, oid).name == "mine"
+
+
+def test_plan_round_trips_through_the_document(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path)
+    again = lifecycle.plan_from_dict(lifecycle.plan_to_dict(plan))
+    assert lifecycle.plan_to_dict(again) == lifecycle.plan_to_dict(plan)
+    assert again.hosts[1].hostname == "10.9.0.2" and again.hosts[1].index == 1
+
+
+def test_provider_lookup(one_api: OneApi) -> None:
+    assert lifecycle.find_provider(one_api, "onprem").driver == "onprem"
+    with pytest.raises(lifecycle.ProvisionError, match="No provider found: 'nowhere'"):
+        lifecycle.find_provider(one_api, "nowhere")
+    with pytest.raises(lifecycle.ProvisionError, match="Provider not found"):
+        lifecycle.find_provider(one_api, "42")
+
+
+def test_template_text_quotes_and_vectors() -> None:
+    text = lifecycle.template_text(
+        {"name": 'a "b"', "disk": {"image_id": 3}, "ar": [{"size": 1}, {"size": 2}], "x": None}
+    )
+    assert text == textwrap.dedent(
+        """\
+        NAME = "a \\"b\\""
+        DISK = [ IMAGE_ID = "3" ]
+        AR = [ SIZE = "1" ]
+        AR = [ SIZE = "2" ]
+        """
+    )
