@@ -130,8 +130,29 @@ class _LimitExceeded(Exception):
     """Raised inside a render; becomes a TemplateError with the template's line."""
 
 
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, (str, bytes, list, tuple)) else 0
+def _size(value: Any, depth: int = 0) -> int:
+    """How much text ``value`` stands for: string lengths, summed through containers.
+
+    A list holding one long string a thousand times weighs a thousand strings (``join`` or
+    ``tojson`` would build them all).  The walk stops as soon as the limit is passed.
+    """
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if depth > 32:
+        return MAX_VALUE_SIZE + 1
+    items: Iterable[Any]
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        return 0
+    total = len(items) if isinstance(items, (list, tuple, set, frozenset)) else 0
+    for item in items:
+        total += _size(item, depth + 1)
+        if total > MAX_VALUE_SIZE:
+            break
+    return total
 
 
 def _check_size(value: Any) -> Any:
@@ -236,9 +257,7 @@ def _environment(budget: _Budget) -> Any:
                 raise _LimitExceeded(f"more than {MAX_CALLS} calls")
             budget.check_time()
             # str.ljust(10**9), zfill, center, expandtabs...: refuse a size before building it
-            for value in (*args, *kwargs.values()):
-                if isinstance(value, int) and abs(value) > MAX_VALUE_SIZE:
-                    raise _LimitExceeded(f"argument larger than {MAX_VALUE_SIZE}")
+            check_arguments(args, kwargs)
             owner = getattr(__obj, "__self__", None)
             name = getattr(__obj, "__name__", "")
             qualified = getattr(__obj, "__qualname__", "")
@@ -251,6 +270,28 @@ def _environment(budget: _Budget) -> Any:
             if isinstance(owner, str) and name == "replace" and len(args) >= 2:
                 return bounded_replace(owner, *args)
             return _check_size(super().call(__context, __obj, *args, **kwargs))
+
+    def check_arguments(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, int) and abs(value) > MAX_VALUE_SIZE:
+                raise _LimitExceeded(f"argument larger than {MAX_VALUE_SIZE}")
+        if _size(args) + _size(list(kwargs.values())) > MAX_VALUE_SIZE:
+            raise _LimitExceeded(f"arguments longer than {MAX_VALUE_SIZE} characters")
+
+    def bounded_filter(function: Any) -> Any:
+        # filters are called directly by the compiled template, not through call(): check
+        # their arguments here, and their result
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            budget.calls -= 1
+            if budget.calls < 0:
+                raise _LimitExceeded(f"more than {MAX_CALLS} calls")
+            check_arguments(args, kwargs)
+            return _check_size(function(*args, **kwargs))
+
+        for marker in ("jinja_pass_arg",):  # pass_context/pass_environment... markers
+            if hasattr(function, marker):
+                setattr(checked, marker, getattr(function, marker))
+        return checked
 
     def bounded_range(*args: int) -> range:
         values = range(*args)
@@ -307,7 +348,7 @@ def _environment(budget: _Budget) -> Any:
     )
     filters = {name: env.filters[name] for name in ALLOWED_FILTERS if name in env.filters}
     filters.update(b64encode=b64encode, b64decode=b64decode, replace=bounded_replace, hcl=hcl)
-    env.filters = filters
+    env.filters = {name: bounded_filter(function) for name, function in filters.items()}
     env.tests = dict(env.tests)
     env.globals = {
         "range": bounded_range,
