@@ -39,6 +39,8 @@ Public API::
 
     render_template(text, variables, path=None) -> str
     render_file(path, variables) -> str
+    Template(text, path=None).render(variables) -> str     parse once, render many times
+    load_template(path) -> Template
     TemplateError
 """
 
@@ -116,7 +118,14 @@ class _Budget:
 
     __slots__ = ("calls", "deadline", "iterations")
 
+    iterations: int
+    calls: int
+    deadline: float
+
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.iterations = MAX_ITERATIONS
         self.calls = MAX_CALLS
         self.deadline = time.monotonic() + MAX_SECONDS
@@ -415,60 +424,84 @@ def _plain(value: Any, depth: int = 0) -> Any:
     return str(value)
 
 
+class Template:
+    """An ERB-style template parsed and checked once, rendered any number of times.
+
+    Each ``render`` gets a fresh budget (iterations, calls, time).
+    """
+
+    def __init__(self, text: str, path: str | None = None) -> None:
+        """Parse ``text``; raises ``TemplateError`` for a syntax error or a refused construct."""
+        from jinja2 import TemplateSyntaxError
+
+        self.path = path
+        self._budget = _Budget()
+        env = _environment(self._budget)
+        nodes = env.onetools_nodes
+        try:
+            tree = env.parse(text, name=path)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}", path, exc.lineno) from None
+        _harden(tree, nodes, path)
+        unknown = sorted(
+            {node.name for node in tree.find_all(nodes.Filter) if node.name not in env.filters}
+            | {node.name for node in tree.find_all(nodes.Test) if node.name not in env.tests}
+        )
+        if unknown:
+            raise TemplateError(f"filter or test not allowed: {', '.join(unknown)}", path)
+        try:
+            self._template = env.from_string(tree)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"template syntax error: {exc.message}", path, exc.lineno) from None
+
+    def render(self, variables: Mapping[str, Any]) -> str:
+        """The text for ``variables`` (made plain data first); ``TemplateError`` on any failure."""
+        from jinja2.exceptions import SecurityError, UndefinedError
+
+        path = self.path
+        self._budget.reset()
+        try:
+            out: list[str] = []
+            size = 0
+            for chunk in self._template.generate(_plain(dict(variables))):
+                size += len(chunk)
+                if size > MAX_OUTPUT_SIZE:
+                    raise _LimitExceeded(f"output longer than {MAX_OUTPUT_SIZE} characters")
+                out.append(chunk)
+        except SecurityError as exc:
+            raise TemplateError(f"refused by the sandbox: {exc}", path, _line_of(exc)) from None
+        except _LimitExceeded as exc:
+            raise TemplateError(f"template limit: {exc}", path, _line_of(exc)) from None
+        except RecursionError as exc:
+            raise TemplateError("template recursion too deep", path, _line_of(exc)) from None
+        except UndefinedError as exc:
+            raise TemplateError(f"undefined value: {exc.message}", path, _line_of(exc)) from None
+        except Exception as exc:  # any failure of user code is one clear line
+            raise TemplateError(
+                f"template error: {type(exc).__name__}: {exc}", path, _line_of(exc)
+            ) from None
+        return "".join(out)
+
+
+def load_template(path: str) -> Template:
+    """The ERB-style template file ``path`` (UTF-8), parsed."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"cannot read template: {exc}", path) from None
+    return Template(text, path)
+
+
 def render_template(text: str, variables: Mapping[str, Any], path: str | None = None) -> str:
     """Render ERB-style ``text`` with ``variables`` (made plain data first) in the sandbox.
 
     ``path`` names the template in error messages.  Raises ``TemplateError`` for a syntax
     error, anything the sandbox refuses, a budget exceeded, or any error while rendering.
     """
-    from jinja2 import TemplateSyntaxError
-    from jinja2.exceptions import SecurityError, UndefinedError
-
-    budget = _Budget()
-    env = _environment(budget)
-    nodes = env.onetools_nodes
-    try:
-        tree = env.parse(text, name=path)
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message}", path, exc.lineno) from None
-    _harden(tree, nodes, path)
-    unknown = sorted(
-        {node.name for node in tree.find_all(nodes.Filter) if node.name not in env.filters}
-        | {node.name for node in tree.find_all(nodes.Test) if node.name not in env.tests}
-    )
-    if unknown:
-        raise TemplateError(f"filter or test not allowed: {', '.join(unknown)}", path)
-    try:
-        template = env.from_string(tree)
-        out: list[str] = []
-        size = 0
-        for chunk in template.generate(_plain(dict(variables))):
-            size += len(chunk)
-            if size > MAX_OUTPUT_SIZE:
-                raise _LimitExceeded(f"output longer than {MAX_OUTPUT_SIZE} characters")
-            out.append(chunk)
-    except TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message}", path, exc.lineno) from None
-    except SecurityError as exc:
-        raise TemplateError(f"refused by the sandbox: {exc}", path, _line_of(exc)) from None
-    except _LimitExceeded as exc:
-        raise TemplateError(f"template limit: {exc}", path, _line_of(exc)) from None
-    except RecursionError as exc:
-        raise TemplateError("template recursion too deep", path, _line_of(exc)) from None
-    except UndefinedError as exc:
-        raise TemplateError(f"undefined value: {exc.message}", path, _line_of(exc)) from None
-    except Exception as exc:  # any failure of user code is one clear line
-        raise TemplateError(
-            f"template error: {type(exc).__name__}: {exc}", path, _line_of(exc)
-        ) from None
-    return "".join(out)
+    return Template(text, path).render(variables)
 
 
 def render_file(path: str, variables: Mapping[str, Any]) -> str:
     """Render the ERB-style template file ``path`` (UTF-8) with ``variables``."""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"cannot read template: {exc}", path) from None
-    return render_template(text, variables, path)
+    return load_template(path).render(variables)

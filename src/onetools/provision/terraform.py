@@ -292,7 +292,7 @@ def render_configuration(
     ``ceph_vars``.  Missing or empty templates add nothing.  Credentials appear only as
     ``var.<key>``.  No-op drivers (onprem) give an empty configuration.
     """
-    from onetools.provision.erb import render_file
+    from onetools.provision.erb import load_template
 
     if driver in NOOP_DRIVERS:
         return ""
@@ -307,17 +307,17 @@ def render_configuration(
     parts = [_variable_blocks(secrets)]
     provider_template = directory / "provider.erb"
     if provider_template.is_file():
-        parts.append(render_file(str(provider_template), {"conn": conn}))
+        parts.append(load_template(str(provider_template)).render({"conn": conn}))
 
     clusters = [obj for obj in objects if obj.type == "cluster"]
     cluster = _attributes(clusters[0]) if clusters else {}
     for object_type in OBJECT_TYPES:
-        template = directory / f"{object_type}.erb"
-        if not template.is_file() or not template.read_text(encoding="utf-8").strip():
+        path = directory / f"{object_type}.erb"
+        members = [obj for obj in objects if obj.type == object_type and obj.provision]
+        if not members or not path.is_file():
             continue
-        for obj in objects:
-            if obj.type != object_type or not obj.provision:
-                continue
+        template = load_template(str(path))  # parsed once for all objects of the type
+        for obj in members:
             attributes = _attributes(obj)
             if object_type == "host":
                 keys = _ssh_keys(attributes)
@@ -330,7 +330,7 @@ def render_configuration(
                 "conn": conn,
                 "ceph_vars": dict(ceph_vars) if ceph_vars is not None else None,
             }
-            parts.append(render_file(str(template), variables))
+            parts.append(template.render(variables))
     text = "\n".join(part.strip("\n") + "\n" for part in parts if part.strip())
     _refuse_secrets(text, driver, connection)
     return text
