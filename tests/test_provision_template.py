@@ -333,6 +333,20 @@ def test_yaml_errors_name_the_file_and_line(tmp_path: Path) -> None:
         load(tmp_path / "nowhere.yml")
 
 
+def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "piece.yml",
+        "hosts:\n  - im_mad: kvm\n    provision: {count: 2}\n    provision: {}\n",
+    )
+    main = write(tmp_path, "main.yml", "name: n\nextends: piece.yml\n")
+    with pytest.raises(FileParseError) as caught:
+        load(main)
+    assert str(caught.value) == (
+        f"{tmp_path / 'piece.yml'}: Failed to read template: duplicate key provision at line 4"
+    )
+
+
 def test_null_top_level_keys_are_dropped_and_empty_files_are_empty(tmp_path: Path) -> None:
     write(tmp_path, "empty.yml", "---\n# nothing\n")
     main = write(tmp_path, "main.yml", "name: n\nextends: empty.yml\nhosts:\ndescription: ~\n")

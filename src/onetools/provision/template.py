@@ -256,9 +256,19 @@ def _record(
     if depth > 64:  # aliases can nest deeply; positions below this are not worth it
         return
     if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
                 continue
+            if key_node.value in seen:
+                # YAML says keys are unique; PyYAML would silently keep the last value,
+                # hiding e.g. a second `provision:` of a host that replaces the first
+                raise FileParseError(
+                    f"Failed to read template: duplicate key {key_node.value}",
+                    shown,
+                    key_node.start_mark.line + 1,
+                )
+            seen.add(key_node.value)
             _record(
                 value_node,
                 (*path, key_node.value),
