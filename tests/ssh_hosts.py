@@ -9,7 +9,9 @@ the user running the tests (root in CI: sshd only lets a non-root daemon log its
 
 Hosts are stopped by PID: the whole process group of the daemon (its per-connection children
 too, so an Ansible ControlPersist master cannot keep a "stopped" host reachable), at the end of
-the test, ``atexit``, and through ``PR_SET_PDEATHSIG`` if the test process dies.
+the test, ``atexit``, and through ``PR_SET_PDEATHSIG`` if the test process dies.  That signal
+is sent when the *thread* that started the daemon ends: start hosts from the main thread, or
+keep the starting thread alive while the host is needed.
 
 Fixtures:
 
@@ -108,7 +110,8 @@ class SSHHost:
 
     def _write_config(self) -> Path:
         host_key = self.base / "ssh_host_ed25519_key"
-        _keygen(host_key, f"host {self.address}")
+        if not host_key.exists():  # a restarted host keeps its identity
+            _keygen(host_key, f"host {self.address}")
         authorized = self.base / "authorized_keys"
         shutil.copyfile(self.key_pair.public_key, authorized)
         sftp = next(

@@ -14,6 +14,8 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -44,10 +46,12 @@ def work_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     root = tmp_path / "tmp"
     root.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(root))
-    controls = set(Path("/tmp").glob("otcp-*"))
+    # the path under tmp_path is long: SSH control sockets go to a short /tmp directory, named
+    # after the process (other test processes run oneprovision at the same time)
+    mine = f"otcp-{os.getpid()}-*"
+    controls = set(Path("/tmp").glob(mine))
     yield root
-    # the path under tmp_path is long: SSH control sockets went to a short /tmp directory
-    assert set(Path("/tmp").glob("otcp-*")) <= controls
+    assert set(Path("/tmp").glob(mine)) <= controls
 
 
 def leftovers(work_root: Path) -> list[Path]:
@@ -141,7 +145,7 @@ def test_duplicate_and_missing_hosts_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("playbooks", "message"),
     [
-        ([], "No playbook"),
+        ([], "Playbook 'default' not found"),  # no list: our default playbook
         (["missing"], "Playbook 'missing' not found"),
         (["../data/ansible/write_files"], "Wrong playbook name"),
         (["/etc/passwd"], "Wrong playbook name"),
@@ -443,3 +447,36 @@ def test_fabric_roles_render_for_real(
         assert "-A INPUT -i eth0 -p udp -m udp --dport 8472 -j ACCEPT" in rules
         assert "-A POSTROUTING -j MASQUERADE" in rules
         assert stat.S_IMODE((host.root_dir / "rules.v4").stat().st_mode) == 0o600
+
+
+def test_host_coming_up_late_is_waited_for(
+    ssh_host_factory: Callable[[int], list[SSHHost]], ssh_key_pair: SSHKeyPair, work_root: Path
+) -> None:
+    (late,) = ssh_host_factory(1)
+    late.stop()
+    finished = threading.Event()
+
+    def boot_late() -> None:  # a server still booting when Terraform is done
+        time.sleep(1.0)
+        late.start()
+        # PR_SET_PDEATHSIG fires when the *thread* that started sshd ends: stay until the run is
+        finished.wait()
+
+    starter = threading.Thread(target=boot_late)
+    starter.start()
+    lines: list[str] = []
+    try:
+        ansible.run_playbooks(
+            [as_ansible_host(late, ssh_key_pair)],
+            ["write_files"],
+            playbook_dir=TEST_PLAYBOOKS,
+            progress=lines.append,
+            ping_retries=20,
+            ping_timeout=0.5,
+        )
+    finally:
+        finished.set()
+        starter.join()
+    assert (late.root_dir / "configured").exists()
+    waits = [line for line in lines if line.startswith("SSH not working yet")]
+    assert waits and waits[0] == f"SSH not working yet on {late.name} (attempt 1/20)"

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 # The lowest ansible-core onetools declares as a dependency (pyproject.toml).
 DEFAULT_VERSION_RANGE: tuple[str, str | None] = ("2.15", None)
 DEFAULT_THREADS = 3
+# What a template without a playbook list gets (the original's `default` did not exist).
+DEFAULT_PLAYBOOKS = ("default",)
 DEFAULT_PING_RETRIES = 30
 DEFAULT_PING_TIMEOUT = 20.0
 # The community "ansible" package N bundles ansible-core 2.(N + offset) from N = 3 on.
@@ -380,26 +382,30 @@ def _run(
     import shlex
 
     import ansible_runner
+    from ansible_runner.exceptions import AnsibleRunnerException
 
     config = directory / "ansible.cfg"
     if not become:
         # inventory variables (ansible_become=true for non-root users) outrank the environment:
         # only an extra variable turns privilege escalation off for the SSH check and facts
         cmdline = [*cmdline, "-e", "ansible_become=false"]
-    return ansible_runner.run(
-        private_data_dir=str(directory),
-        inventory=str(directory / "inventory"),
-        envvars=_runner_env(config, become),
-        forks=threads,
-        limit=",".join(limit) if limit else None,
-        cmdline=shlex.join(cmdline) if cmdline else None,
-        event_handler=collector,
-        # ansible-runner would take over SIGINT/SIGTERM; Ctrl-C must reach our caller.
-        cancel_callback=lambda: False,
-        suppress_env_files=True,
-        quiet=True,
-        **task,
-    )
+    try:
+        return ansible_runner.run(
+            private_data_dir=str(directory),
+            inventory=str(directory / "inventory"),
+            envvars=_runner_env(config, become),
+            forks=threads,
+            limit=",".join(limit) if limit else None,
+            cmdline=shlex.join(cmdline) if cmdline else None,
+            event_handler=collector,
+            # ansible-runner would take over SIGINT/SIGTERM; Ctrl-C must reach our caller.
+            cancel_callback=lambda: False,
+            suppress_env_files=True,
+            quiet=True,
+            **task,
+        )
+    except AnsibleRunnerException as exc:  # e.g. ansible-playbook not found
+        raise AnsibleError(f"Ansible could not be started: {exc}") from exc
 
 
 def _failed_hosts(runner: Any) -> list[str]:
@@ -478,7 +484,7 @@ def _control_directory(work: Path) -> Path | None:
     """
     if len(str(work / "cp")) <= _MAX_CONTROL_DIR:
         return None
-    return Path(tempfile.mkdtemp(prefix="otcp-", dir="/tmp"))
+    return Path(tempfile.mkdtemp(prefix=f"otcp-{os.getpid()}-", dir="/tmp"))
 
 
 def run_playbooks(
@@ -496,6 +502,8 @@ def run_playbooks(
 ) -> None:
     """Configure ``hosts`` with ``playbooks`` (names in ``playbook_dir``, ``.yml`` optional).
 
+    No playbooks means ``DEFAULT_PLAYBOOKS`` (our ``default.yml``: node packages and SSH).
+
     First checks that SSH works on every host (``raw /bin/true``, ``ping_retries`` attempts
     ``ping_timeout`` seconds apart), then runs the playbooks in order, ``threads`` hosts in
     parallel.  ``limit`` restricts everything to those host names (``host add`` / ``host
@@ -507,8 +515,7 @@ def run_playbooks(
     failed or unreachable host.  The working directory is removed in every case.
     """
     books = (Path(playbook_dir) if playbook_dir is not None else default_playbook_dir()).resolve()
-    if not playbooks:
-        raise AnsibleError("No playbook to configure the hosts with")
+    playbooks = list(playbooks) or list(DEFAULT_PLAYBOOKS)
     paths = [_resolve_playbook(books, name) for name in playbooks]
     names = [host.name for host in hosts]
     selected = names if limit is None else list(limit)
