@@ -341,3 +341,76 @@ def test_template_text_quotes_and_vectors() -> None:
         AR = [ SIZE = "2" ]
         """
     )
+
+
+class Killed(BaseException):
+    """The process dying at that point (not an error any handler catches)."""
+
+
+class CrashAfter:
+    """The real store, dying right after the ``count``-th call of ``method`` succeeded: the
+    object exists but the provision has not recorded it yet."""
+
+    def __init__(self, one: OneApi, method: str, count: int = 1) -> None:
+        self._one = one
+        self._method = method
+        self._left = count
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._one, name)
+        if name != self._method:
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = attribute(*args, **kwargs)
+            self._left -= 1
+            if self._left == 0:
+                raise Killed(name)
+            return result
+
+        return call
+
+
+@pytest.mark.parametrize(
+    "method", ["allocate_datastore", "allocate_host", "allocate_image", "allocate_document"]
+)
+def test_an_object_allocated_but_not_recorded_is_adopted(
+    one_api: OneApi, tmp_path: Path, method: str
+) -> None:
+    ui = ScriptedUi()
+    count = 2 if method == "allocate_document" else 1  # the provision itself is the first
+    with pytest.raises(Killed):
+        create(CrashAfter(one_api, method, count), plan_of(tmp_path), ui)  # type: ignore[arg-type]
+    (provision,) = lifecycle.list_provisions(one_api)
+    pending = provision.body["onetools"]["pending"]
+    assert "id" not in pending  # the crash came before the record
+    resumed = lifecycle.resume(one_api, provision.id, ui, batch())
+    assert resumed.state_name == "RUNNING"
+    counts = {key: len(names) for key, names in provision_leftovers(one_api).items()}
+    assert counts == {
+        "clusters": 1,
+        "hosts": 2,
+        "datastores": 2,
+        "networks": 1,
+        "images": 1,
+        "templates": 1,
+        "vntemplates": 1,
+        "flows": 1,
+        "provisions": 1,
+    }
+    for host in one_api.pool(api.HOST):
+        assert host.text("TEMPLATE/PROVISION/ID") == str(provision.id)  # finished on resume
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
+
+
+def test_delete_after_a_crash_removes_the_unrecorded_object(
+    one_api: OneApi, tmp_path: Path
+) -> None:
+    ui = ScriptedUi()
+    with pytest.raises(Killed):
+        create(CrashAfter(one_api, "allocate_host"), plan_of(tmp_path), ui)  # type: ignore[arg-type]
+    (provision,) = lifecycle.list_provisions(one_api)
+    assert provision_leftovers(one_api)["hosts"]  # allocated, not recorded
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
