@@ -414,3 +414,118 @@ def test_delete_after_a_crash_removes_the_unrecorded_object(
     assert provision_leftovers(one_api)["hosts"]  # allocated, not recorded
     lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
     assert provision_leftovers(one_api) == {}
+
+
+# -- with real Terraform (the terraform_data test driver) and real Ansible over SSH ------------
+TESTS = Path(__file__).resolve().parent
+TEST_TEMPLATES = TESTS / "data" / "terraform"
+TEST_PLAYBOOKS = TESTS / "data" / "ansible"
+TOKEN = "lifecycle-test-token-1"
+
+
+def fake_cloud_provider(one: OneApi) -> int:
+    """A provider document of the test driver (the cloud is faked by ``terraform_data``;
+    ``oneprovider create`` only accepts the real drivers, so the document is written here)."""
+    from onetools.provision.provider import document_template
+
+    body = {"provider": "test_driver", "connection": {"token": TOKEN}, "name": "fake-cloud"}
+    text = document_template("fake-cloud", body, {"provider": "test_driver"})
+    return one.allocate_document(text, api.DOC_PROVIDER)
+
+
+def ssh_plan(tmp_path: Path, hosts: Sequence[Any], key: Any) -> Any:
+    groups = []
+    for host in hosts:
+        configuration = "".join(f"\n        {k}: '{v}'" for k, v in host.host_vars().items())
+        groups.append(
+            f"""\
+  - im_mad: kvm
+    vm_mad: kvm
+    provision: {{hostname: '{host.address}'}}
+    connection:
+      remote_user: '{host.user}'
+      remote_port: {host.port}
+      private_key: '{key.private_key}'
+      public_key: '{key.public_key}'
+    configuration:{configuration}
+"""
+        )
+    text = (
+        "name: 'cloudy'\n"
+        "ansible: {ver_min: '2.15', ver_max: '2.19', playbook: [write_files]}\n"
+        "defaults: {provision: {provider_name: 'fake-cloud'}}\n"
+        "cluster: {name: cloudy}\n"
+        "hosts:\n" + "".join(groups)
+    )
+    return plan_of(tmp_path, text)
+
+
+def test_create_with_terraform_and_ansible_then_host_delete_and_delete(
+    one_api: OneApi, tmp_path: Path, ssh_host_factory: Any, ssh_key_pair: Any
+) -> None:
+    """The cloud is faked (terraform_data resources); Terraform and Ansible run for real, the
+    playbook on real SSH hosts."""
+    import json as json_module
+
+    from onetools.provision import terraform
+
+    hosts = ssh_host_factory(2)
+    fake_cloud_provider(one_api)
+    options = lifecycle.CreateOptions(
+        playbook_dir=str(TEST_PLAYBOOKS),
+        template_dir=str(TEST_TEMPLATES),
+        workdir_root=str(tmp_path / "runs"),
+        ping_retries=3,
+        ping_timeout=0.5,
+    )
+    ui = ScriptedUi()
+    provision = lifecycle.create(one_api, ssh_plan(tmp_path, hosts, ssh_key_pair), options, ui)
+    assert provision.state_name == "RUNNING", ui.lines
+    assert provision.provider == "fake-cloud"
+    recorded = provision.entries("infrastructure", "hosts")
+    assert [entry["name"] for entry in recorded] == [host.address for host in hosts]
+    for entry, host in zip(recorded, hosts, strict=True):
+        one_host = one_api.info(api.HOST, entry["id"])
+        assert one_host.name == host.address  # renamed to the IP Terraform gave
+        assert one_host.text("TEMPLATE/PROVISION/DEPLOY_ID")  # the terraform_data id
+        assert (host.root_dir / "configured").read_text() == f"{host.address} hello\n"
+    conf = terraform.decode(provision.body["tf"]["conf"])
+    assert TOKEN not in conf  # the credential went through the environment
+    state = json_module.loads(terraform.decode(provision.body["tf"]["state"]))
+    devices = sorted(resource["name"] for resource in state["resources"])
+    assert devices == sorted(f"device_{entry['id']}" for entry in recorded)
+    assert any(line == ("INFO", f"Provision {provision.id}: configuration") for line in ui.lines)
+
+    with pytest.raises(lifecycle.ProvisionError, match="Can't configure provision in RUNNING"):
+        lifecycle.configure(one_api, provision.id, ui, batch(), playbook_dir=str(TEST_PLAYBOOKS))
+    (hosts[0].root_dir / "configured").unlink()
+    again = lifecycle.configure(
+        one_api, provision.id, ui, batch(), force=True, playbook_dir=str(TEST_PLAYBOOKS)
+    )
+    assert again.state_name == "RUNNING"
+    assert (hosts[0].root_dir / "configured").is_file()
+
+    # host delete destroys that host's resource only (the 6.0 bug destroyed every host)
+    first, second = (entry["id"] for entry in recorded)
+    lifecycle.delete_object(
+        one_api,
+        "host",
+        first,
+        ui,
+        template_dir=str(TEST_TEMPLATES),
+        workdir_root=str(tmp_path / "runs"),
+    )
+    stored = lifecycle.get_provision(one_api, provision.id)
+    state = json_module.loads(terraform.decode(stored.body["tf"]["state"]))
+    assert [resource["name"] for resource in state["resources"]] == [f"device_{second}"]
+    assert stored.ids("infrastructure", "hosts") == [second]
+
+    lifecycle.delete(
+        one_api,
+        provision.id,
+        lifecycle.DeleteOptions(workdir_root=str(tmp_path / "runs")),
+        ui,
+        batch(),
+    )
+    assert provision_leftovers(one_api) == {}
+    assert [p for p in (tmp_path / "runs").rglob("*") if p.is_file()] == []
