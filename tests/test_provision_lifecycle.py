@@ -5,6 +5,7 @@ failure, the document lock (refusal, take-over of a dead holder's lock), per-obj
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -529,3 +530,90 @@ def test_create_with_terraform_and_ansible_then_host_delete_and_delete(
     )
     assert provision_leftovers(one_api) == {}
     assert [p for p in (tmp_path / "runs").rglob("*") if p.is_file()] == []
+
+
+CHILD_CREATE = """\
+import sys
+from onetools.one.local import LocalOne
+from onetools.provision import lifecycle
+from onetools.provision.failmode import ConsoleUi, FailPolicy
+from onetools.provision.template import load, resolve
+
+home, template, templates, runs = sys.argv[1:5]
+one = LocalOne(home)
+options = lifecycle.CreateOptions(skip_config=True, template_dir=templates, workdir_root=runs)
+lifecycle.create(
+    one, resolve(load(template)), options, ConsoleUi(), FailPolicy(batch=True),
+    on_allocated=lambda oid: print(oid, flush=True),
+)
+"""
+
+
+def test_sigkill_during_terraform_apply_then_resume_and_delete(tmp_path: Path) -> None:
+    """Killed while Terraform creates the (faked) servers: the state Terraform wrote when it
+    was interrupted is recovered, resume deploys each host once, delete destroys them all."""
+    import json as json_module
+    import time
+
+    from onetools.one.local import LocalOne
+    from onetools.provision import terraform
+
+    home = tmp_path / "store"
+    one = LocalOne(home)
+    fake_cloud_provider(one)
+    template = tmp_path / "slow.yml"
+    template.write_text(
+        "name: slow\n"
+        "defaults: {provision: {provider_name: 'fake-cloud'}}\n"
+        "cluster: {name: slow}\n"
+        "hosts:\n"
+        "  - {im_mad: kvm, vm_mad: kvm,\n"
+        "     provision: {hostname: ['127.0.0.31', '127.0.0.32', '127.0.0.33'], sleep: 4}}\n"
+    )
+    runs = tmp_path / "runs"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            CHILD_CREATE,
+            str(home),
+            str(template),
+            str(TEST_TEMPLATES),
+            str(runs),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    oid = int(child.stdout.readline())
+    deadline = time.monotonic() + 60
+    while not list(runs.glob("*/onetools-tf-*/deploy.tf")):
+        assert time.monotonic() < deadline, "Terraform never started"
+        time.sleep(0.05)
+    time.sleep(2.5)  # init done, the servers are being created (each takes 4 s)
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=60)
+
+    ui = ScriptedUi()
+    killed = lifecycle.get_provision(one, oid)
+    assert "infrastructure" not in killed.meta["steps"]
+    assert "state" not in killed.body["tf"]  # only what Terraform left in its run directory
+    (left,) = runs.glob("*/onetools-tf-*/terraform.tfstate")
+    assert [r["name"] for r in json_module.loads(left.read_text())["resources"]]
+    resumed = lifecycle.resume(
+        one,
+        oid,
+        ui,
+        batch(),
+        lifecycle.CreateOptions(template_dir=str(TEST_TEMPLATES), workdir_root=str(runs)),
+    )
+    assert resumed.state_name == "RUNNING", ui.lines
+    state = json_module.loads(terraform.decode(resumed.body["tf"]["state"]))
+    hosts = resumed.ids("infrastructure", "hosts")
+    assert sorted(r["name"] for r in state["resources"]) == sorted(f"device_{h}" for h in hosts)
+    assert all(len(r["instances"]) == 1 for r in state["resources"])
+    assert sorted(h.name for h in one.pool(api.HOST)) == ["127.0.0.31", "127.0.0.32", "127.0.0.33"]
+
+    lifecycle.delete(one, oid, lifecycle.DeleteOptions(workdir_root=str(runs)), ui, batch())
+    assert provision_leftovers(one) == {}
+    one.close()
