@@ -682,3 +682,22 @@ def test_cluster_provision_reachable_as_in_the_original(tmp_path: Path) -> None:
     ]
     conf = render_configuration("mine", {}, objects, template_dir=tmp_path)
     assert conf == 'cidr = "10.7.0.0/16" host = 2\n'
+
+
+def test_outputs_matched_by_id_in_the_name_in_both_naming_forms() -> None:
+    outputs = {
+        # Terraform's (lexicographic) order: matching by position would swap 10 and 9
+        "device_10_id": "i-10",
+        "device_10_ip": "10.0.0.10",
+        "device_9_id": "i-9",
+        "device_9_ip": "10.0.0.9",
+        # the 6.0 templates' names
+        "device_id_11": "i-11",
+        "ip_11": "10.0.0.11",
+        "token_sha256": "not a host",
+    }
+    assert terraform.hosts_from_outputs(outputs) == {
+        9: ("i-9", "10.0.0.9"),
+        10: ("i-10", "10.0.0.10"),
+        11: ("i-11", "10.0.0.11"),
+    }
