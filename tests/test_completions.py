@@ -122,8 +122,14 @@ def test_package_data_ships_the_generated_copies() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["onetools"]
     share = REPO / "src" / "onetools"
-    shipped = [path for path in (share / "share").rglob("*") if path.is_file()]
+    shipped = [
+        path
+        for sub in ("completions", "man")
+        for path in (share / "share" / sub).rglob("*")
+        if path.is_file()
+    ]
     assert len(shipped) == 3 * len(TOOL_NAMES)
+    shipped += [path for path in (share / "share").rglob("*") if path.is_file()]
     for path in shipped:
         relative = path.relative_to(share).as_posix()
         assert any(fnmatch(relative, pattern) for pattern in patterns), relative
