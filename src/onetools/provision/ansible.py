@@ -39,6 +39,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,7 @@ from onetools.errors import OnetoolsError
 
 TYPE_CHECKING = False  # typing costs start-up time: annotations only
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from typing import Any
 
 # The lowest ansible-core onetools declares as a dependency (pyproject.toml).
@@ -224,6 +225,11 @@ def _config_text(
             "interpreter_python = auto_silent",
             f"forks = {threads}",
             f"local_tmp = {directory / 'tmp'}",
+            # facts gathered once per host and run, not once per playbook
+            "gathering = smart",
+            "fact_caching = jsonfile",
+            f"fact_caching_connection = {directory / 'facts'}",
+            "fact_caching_timeout = 0",
             "timeout = 20",
             "",
             "[ssh_connection]",
@@ -243,6 +249,17 @@ def _write(path: Path, text: str) -> None:
         stream.write(text)
 
 
+def _yaml_text(variables: Mapping[str, Any], what: str) -> str:
+    import yaml
+
+    if not isinstance(variables, Mapping):
+        raise AnsibleError(f"The {what} are not a mapping: {type(variables).__name__}")
+    try:
+        return "---\n" + yaml.safe_dump(dict(variables), default_flow_style=False, sort_keys=True)
+    except yaml.YAMLError as exc:
+        raise AnsibleError(f"The {what} cannot be written as YAML: {exc}") from exc
+
+
 def write_run_directory(
     directory: str | Path,
     hosts: Sequence[AnsibleHost],
@@ -260,8 +277,6 @@ def write_run_directory(
     ``control_dir`` holds the SSH ControlPersist sockets (default ``<directory>/cp``).
     Returns the path of ``ansible.cfg``.
     """
-    import yaml
-
     _check_hosts(hosts)
     if threads < 1:
         raise AnsibleError(f"Wrong number of threads {threads}: at least 1")
@@ -276,11 +291,10 @@ def write_run_directory(
     control.mkdir(mode=0o700, exist_ok=True)
     _write(directory / "inventory", _inventory_text(hosts))
     for host in hosts:
-        text = yaml.safe_dump(dict(host.host_vars), default_flow_style=False, sort_keys=True)
-        _write(directory / "host_vars" / f"{host.name}.yml", "---\n" + text)
+        text = _yaml_text(host.host_vars, f"host '{host.name}' variables")
+        _write(directory / "host_vars" / f"{host.name}.yml", text)
     if extra_vars:
-        text = yaml.safe_dump(dict(extra_vars), default_flow_style=False, sort_keys=True)
-        _write(directory / "extra_vars.yml", "---\n" + text)
+        _write(directory / "extra_vars.yml", _yaml_text(extra_vars, "extra variables"))
     config = directory / "ansible.cfg"
     _write(config, _config_text(directory, roles_path, threads, control))
     return config
@@ -401,6 +415,9 @@ def _run(
             # ansible-runner would take over SIGINT/SIGTERM; Ctrl-C must reach our caller.
             cancel_callback=lambda: False,
             suppress_env_files=True,
+            # runner points the jsonfile fact cache into each run's own artifacts: one cache for
+            # all the runs of this directory instead (an absolute path survives its join)
+            fact_cache=str(directory / "facts"),
             quiet=True,
             **task,
         )
