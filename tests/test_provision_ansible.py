@@ -8,6 +8,7 @@ node playbooks need package repositories, so they run in check mode only.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import os
 import shutil
 import stat
@@ -126,6 +127,11 @@ def test_user_playbook_dir_keeps_our_roles(tmp_path: Path) -> None:
         (AnsibleHost(""), "Wrong host name"),
         (AnsibleHost("h1", inventory_vars="a=1\n[targets]"), "several lines"),
         (AnsibleHost("h1", port=0), "wrong SSH port"),
+        (
+            AnsibleHost("h1", inventory_vars="a=1 [targets]"),
+            "wrong inventory variable '\\[targets\\]'",
+        ),
+        (AnsibleHost("h1", inventory_vars="a='1"), "wrong inventory variables"),
         (AnsibleHost("h1", private_key="/a key"), "white space"),
     ],
 )
@@ -140,6 +146,12 @@ def test_unwritable_variables_refused(tmp_path: Path) -> None:
         ansible.write_run_directory(tmp_path, [AnsibleHost("h1", host_vars={"a": object()})])
     with pytest.raises(AnsibleError, match="extra variables are not a mapping"):
         ansible.write_run_directory(tmp_path, [AnsibleHost("h1")], extra_vars=["a"])  # type: ignore[arg-type]
+
+
+def test_inventory_vars_with_quoted_values(tmp_path: Path) -> None:
+    host = AnsibleHost("h1", inventory_vars="private_ip=10.0.0.4 label='rack 2'")
+    ansible.write_run_directory(tmp_path, [host])
+    assert "h1 private_ip=10.0.0.4 label='rack 2'" in (tmp_path / "inventory").read_text()
 
 
 def test_duplicate_and_missing_hosts_refused(tmp_path: Path) -> None:
@@ -237,7 +249,10 @@ def test_playbook_runs_on_every_host_in_parallel(
     clean_roots(ssh_hosts)
     lines: list[str] = []
     ansible.run_playbooks(
-        [as_ansible_host(host, ssh_key_pair) for host in ssh_hosts],
+        [
+            dataclasses.replace(as_ansible_host(host, ssh_key_pair), inventory_vars=f"rack=r{n}")
+            for n, host in enumerate(ssh_hosts)
+        ],
         ["write_files"],
         playbook_dir=TEST_PLAYBOOKS,
         extra_vars={"greeting": "bonjour"},
@@ -245,8 +260,8 @@ def test_playbook_runs_on_every_host_in_parallel(
         progress=lines.append,
         **FAST_PING,
     )
-    for host in ssh_hosts:
-        assert (host.root_dir / "configured").read_text() == f"{host.name} bonjour\n"
+    for n, host in enumerate(ssh_hosts):
+        assert (host.root_dir / "configured").read_text() == f"{host.name} bonjour r{n}\n"
     starts = [float((host.root_dir / "started").read_text()) for host in ssh_hosts]
     ends = [float((host.root_dir / "finished").read_text()) for host in ssh_hosts]
     # each host sleeps 1 s between its time stamps: with 3 forks all started before any ended

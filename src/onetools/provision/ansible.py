@@ -186,6 +186,7 @@ def _check_hosts(hosts: Sequence[AnsibleHost]) -> None:
         seen.add(host.name)
         if "\n" in host.inventory_vars or "\r" in host.inventory_vars:
             raise AnsibleError(f"Host '{host.name}': inventory variables span several lines")
+        _check_inventory_vars(host)
         if host.address is not None and _BAD_NAME_RE.search(host.address):
             raise AnsibleError(f"Host '{host.name}': wrong address '{host.address}'")
         if not 0 < int(host.port) < 65536:
@@ -193,6 +194,24 @@ def _check_hosts(hosts: Sequence[AnsibleHost]) -> None:
         for value, what in ((host.user, "user"), (host.private_key or "", "private key")):
             if any(char.isspace() for char in value):
                 raise AnsibleError(f"Host '{host.name}': white space in the {what} '{value}'")
+
+
+_VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def _check_inventory_vars(host: AnsibleHost) -> None:
+    """``ANSIBLE_HOST_VARS`` must be ``key=value`` words: anything else would change the INI."""
+    import shlex
+
+    try:
+        words = shlex.split(host.inventory_vars)
+    except ValueError as exc:
+        raise AnsibleError(f"Host '{host.name}': wrong inventory variables ({exc})") from exc
+    for word in words:
+        if not _VARIABLE_RE.match(word):
+            raise AnsibleError(
+                f"Host '{host.name}': wrong inventory variable '{word}' (expected name=value)"
+            )
 
 
 def _inventory_text(hosts: Sequence[AnsibleHost]) -> str:
