@@ -297,7 +297,7 @@ def test_sigkill_at_random_moments_then_resume_or_delete(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     """A create killed anywhere is finished by ``create --resume`` (every object exactly once)
-    or removed by ``delete`` (nothing left)."""
+    or removed by ``delete`` (nothing left), also when that delete is killed and run again."""
     rng = random.Random(20261203)
     timing = _spawn_create(env, write(tmp_path, big_template("timing"), "timing.yml"))
     assert timing.stdout is not None and timing.stdout.readline() == "ID: 0\n"
@@ -305,7 +305,9 @@ def test_sigkill_at_random_moments_then_resume_or_delete(
     timing.communicate(timeout=120)
     duration = time.monotonic() - started  # from the document to RUNNING
     assert timing.returncode == 0
+    started = time.monotonic()
     assert oneprovision(env, "delete", "timing", "--batch").code == 0
+    delete_duration = time.monotonic() - started  # with the start-up of Python
 
     outcomes = []
     for attempt in range(7):
@@ -341,7 +343,21 @@ def test_sigkill_at_random_moments_then_resume_or_delete(
             assert names == [f"h{i}" for i in range(12)]
             assert len(listed(env, "provision")) == 1
         else:
-            outcomes.append("deleted")
+            # the delete is killed too, then run again
+            killer = subprocess.Popen(
+                [*tool_command("oneprovision"), "delete", oid, "--batch"],
+                env={**os.environ, **env},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(rng.uniform(0.0, delete_duration))
+            killer.send_signal(signal.SIGKILL)
+            killer.wait(timeout=60)
+            outcomes.append("deleted" if killer.returncode == 0 else "delete killed")
+            if not listed(env, "provision"):  # it finished (the document goes last)
+                assert leftovers(env) == {}
+                continue
         deleted = oneprovision(env, "delete", oid, "--batch")
         assert deleted.code == 0, deleted.err
         assert leftovers(env) == {}, outcomes

@@ -25,9 +25,10 @@ The provision is a document of type 103 whose ``TEMPLATE/BODY`` holds the JSON b
   added in the same document update that records the object; cleared when the object is
   finished.  After a crash the pending object is found again by that exact name (and its
   ``PROVISION/ID``), so nothing is created twice and nothing is left unrecorded;
-* ``lock``: who holds the document lock (host, pid, lock time), so that a run killed while
-  holding it does not block the next one for 120 s: a lock whose recorded holder is a dead
-  process of this machine is taken over at once (any other lock follows the 120 s rule).
+* ``lock``: who holds the document lock (host, pid; written before locking, the lock time
+  added after), so that a run killed while holding it does not block the next one for 120 s:
+  a lock whose recorded holder is a dead process of this machine is taken over at once (any
+  other lock follows the 120 s rule).
 
 Every mutating function takes the document lock (``OneApi.synchronize``; the original locked
 only delete, §8.1 #16).  Order of create (6.4+, §4.2): document (DEPLOYING, ``ID: n``), cluster,
@@ -417,6 +418,11 @@ def locked(one: OneApi, oid: int) -> Iterator[Provision]:
     document still exists (``OneApi.synchronize``).
     """
     provision = get_provision(one, oid)
+    if provision.document.lock is None:
+        # say who is about to lock BEFORE locking: a run killed right after taking the lock
+        # is then known to be dead (no window in which a lock has no recorded holder)
+        provision.meta["lock"] = _holder()
+        provision.save()
     try:
         guard = one.synchronize(DOCUMENT, oid)
         guard.__enter__()
