@@ -617,3 +617,80 @@ def test_sigkill_during_terraform_apply_then_resume_and_delete(tmp_path: Path) -
     lifecycle.delete(one, oid, lifecycle.DeleteOptions(workdir_root=str(runs)), ui, batch())
     assert provision_leftovers(one) == {}
     one.close()
+
+
+# -- the fail-mode engine ---------------------------------------------------------------------
+def test_mode_list_order_and_defaults() -> None:
+    from onetools.errors import UsageError
+
+    policy = FailPolicy.from_options(True, "skip,retry", ["cleanup", "quit"], 5, 2)
+    assert (policy.modes, policy.max_retries, policy.sleep) == (
+        ["skip", "retry", "cleanup", "quit"],
+        5,
+        2,
+    )
+    assert FailPolicy.from_options().modes == ["quit"]
+    assert FailPolicy.from_options().max_retries == 3
+    with pytest.raises(UsageError, match="Wrong fail mode `later'"):
+        FailPolicy.from_options(fail_modes="retry,later")
+
+
+def test_command_line_keeps_the_order_of_the_fail_options() -> None:
+    from onetools.cli.oneprovision import _policy, build_parser
+
+    args = build_parser("create").parse_args(
+        ["create", "f.yml", "--fail-cleanup", "--fail-retry", "2", "--fail-modes", "skip", "-b"]
+    )
+    assert args.fail_order == ["cleanup", "retry"]
+    policy = _policy(args)
+    assert (policy.batch, policy.modes, policy.max_retries) == (
+        True,
+        ["skip", "cleanup", "retry"],
+        2,
+    )
+
+
+def test_modes_are_shared_by_the_steps_of_a_run() -> None:
+    from onetools.errors import OnetoolsError
+    from onetools.provision.failmode import SKIPPED, FailureHandler
+
+    sleeps: list[float] = []
+    marked: list[bool] = []
+    handler = FailureHandler(
+        batch("retry", "skip", retries=1),
+        ScriptedUi(),
+        lambda: marked.append(True),
+        sleep=sleeps.append,
+    )
+    handler.policy.sleep = 0.5
+    attempts = {"first": 0, "second": 0}
+
+    def failing(name: str) -> Any:
+        def action() -> None:
+            attempts[name] += 1
+            raise OnetoolsError(f"{name} broke")
+
+        return action
+
+    assert handler.run("first", failing("first")) is SKIPPED
+    assert attempts["first"] == 3  # 1 + 1 counted retry + the popped retry, then skip
+    assert handler.run("second", failing("second")) is SKIPPED
+    assert attempts["second"] == 1  # the list is now [skip]
+    assert len(marked) == 4 and sleeps == [0.5, 0.5, 0.5]
+
+
+def test_console_menu() -> None:
+    import io
+
+    from onetools.provision.failmode import ConsoleUi
+
+    stream = io.StringIO()
+    ui = ConsoleUi(stream=stream, answers=io.StringIO("2\n\nbogus\ncleanup\n"))
+    choices = ["quit", "retry", "skip", "cleanup"]
+    assert ui.choose("Failed: what to do?", choices, "quit") == "retry"
+    assert ui.choose("Failed: what to do?", choices, "skip") == "skip"  # empty: the default
+    assert ui.choose("Failed: what to do?", choices, "quit") == "cleanup"  # asked again
+    assert ui.choose("Failed: what to do?", choices, "retry") == "retry"  # end of input
+    assert "  3. skip (default)" in stream.getvalue()
+    ui.error("one\ntwo")
+    assert stream.getvalue().endswith("ERROR : one\nERROR : two\n")
