@@ -124,7 +124,6 @@ def test_usage_errors_and_version(env: dict[str, str]) -> None:
         # create, delete, list, show, configure and the object list/delete commands are
         # built (test_cli_oneprovision_lifecycle.py); these are not yet
         ["host", "add", "3", "--amount", "2"],
-        ["host", "configure", "3", "--batch"],
         ["ip", "add", "3"],
     ],
 )

@@ -489,7 +489,7 @@ def test_create_with_terraform_and_ansible_then_host_delete_and_delete(
         one_host = one_api.info(api.HOST, entry["id"])
         assert one_host.name == host.address  # renamed to the IP Terraform gave
         assert one_host.text("TEMPLATE/PROVISION/DEPLOY_ID")  # the terraform_data id
-        assert (host.root_dir / "configured").read_text() == f"{host.address} hello\n"
+        assert (host.root_dir / "configured").read_text().startswith(f"{host.address} hello")
     conf = terraform.decode(provision.body["tf"]["conf"])
     assert TOKEN not in conf  # the credential went through the environment
     state = json_module.loads(terraform.decode(provision.body["tf"]["state"]))
@@ -694,3 +694,35 @@ def test_console_menu() -> None:
     assert "  3. skip (default)" in stream.getvalue()
     ui.error("one\ntwo")
     assert stream.getvalue().endswith("ERROR : one\nERROR : two\n")
+
+
+def test_host_configure_and_host_ssh_on_a_real_ssh_host(
+    tmp_path: Path, ssh_host_factory: Any, ssh_key_pair: Any
+) -> None:
+    import os
+
+    from helpers import run_tool
+    from onetools.one.local import LocalOne
+
+    (host,) = ssh_host_factory(1)
+    home = tmp_path / "store"
+    one = LocalOne(home)
+    plan = ssh_plan(tmp_path, [host], ssh_key_pair)
+    plan.provider_name = "onprem"
+    ui = ScriptedUi()
+    provision = lifecycle.create(one, plan, lifecycle.CreateOptions(skip_config=True), ui, batch())
+    (oid,) = provision.ids("infrastructure", "hosts")
+    assert one.info(api.HOST, oid).name == host.address
+    assert not (host.root_dir / "configured").exists()
+
+    assert lifecycle.configure_host(one, oid, ui, batch(), playbook_dir=str(TEST_PLAYBOOKS)) == 0
+    assert (host.root_dir / "configured").read_text().startswith(f"{host.address} hello")
+    assert lifecycle.get_provision(one, provision.id).state_name == "RUNNING"
+    one.close()
+
+    env = {"ONETOOLS_HOME": str(home), "HOME": str(tmp_path)}
+    env.update({k: v for k, v in os.environ.items() if k == "PATH"})
+    result = run_tool(
+        "oneprovision", "host", "ssh", host.address, f"cat {host.root_dir}/configured", env=env
+    )
+    assert result.code == 0 and result.out.startswith(f"{host.address} hello"), result.err

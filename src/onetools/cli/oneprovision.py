@@ -420,6 +420,43 @@ def cmd_object_delete(args: argparse.Namespace) -> int:
     return EXIT_FATAL if failed else EXIT_OK
 
 
+def cmd_host_configure(args: argparse.Namespace) -> int:
+    from onetools.cli._one import resolve_ids
+    from onetools.errors import OnetoolsError
+    from onetools.one.api import HOST
+    from onetools.provision.lifecycle import configure_host, provision_objects
+
+    ui, policy = _ui(args), _policy(args)
+    failed = False
+    with open_one(args) as one:
+        for oid in resolve_ids(args.range, lambda: provision_objects(one, HOST), "host"):
+            try:
+                configure_host(one, oid, ui, policy)
+            except OnetoolsError as exc:
+                sys.stderr.write(f"ERROR : host {oid}: {exc.log_line()}\n")
+                failed = True
+    return EXIT_FATAL if failed else EXIT_OK
+
+
+def cmd_host_ssh(args: argparse.Namespace) -> int:
+    import os
+
+    from onetools.one.api import HOST
+    from onetools.provision.lifecycle import provision_objects, ssh_command
+
+    with open_one(args) as one:
+        oid = resolve_id(args.host, lambda: provision_objects(one, HOST), "host")
+        argv = ssh_command(one, oid, args.remote_command)
+    sys.stdout.flush()
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        from onetools.errors import UsageError
+
+        raise UsageError(f"Cannot run ssh: {exc.strerror}") from None
+    return EXIT_FATAL  # pragma: no cover - execvp does not return
+
+
 # -- parser -------------------------------------------------------------------------------------
 #: Top-level commands; ``host``, ``ip`` and the resource groups have their own subcommands.
 RESOURCE_GROUPS = (
@@ -682,11 +719,11 @@ def build_parser(selected: str | None = None) -> ToolParser:
         command("top", cmd_pending, "list provision hosts, refreshed", "Top.\n", [table], hosts)
         for action, summary, func in (
             ("delete", "delete hosts", cmd_object_delete),
-            ("configure", "configure hosts", cmd_pending),
+            ("configure", "configure hosts", cmd_host_configure),
         ):
             sub = command(action, func, summary, summary + ".\n", [modes, output], hosts)
             sub.add_argument("range", metavar="RANGE|LIST")
-        ssh = command("ssh", cmd_pending, "ssh to a host", "Open an SSH session.\n", (), hosts)
+        ssh = command("ssh", cmd_host_ssh, "ssh to a host", "Open an SSH session.\n", (), hosts)
         ssh.add_argument("host", metavar="ID|NAME")
         ssh.add_argument("remote_command", nargs="?", metavar="COMMAND")
         add = command("add", cmd_pending, "add hosts", "Add hosts.\n", [modes, output], hosts)

@@ -8,6 +8,7 @@ Public API (independent of the CLI)::
     configure(one, provision_id, force, ui, handler, ...) -> Provision
     delete(one, provision_id, options, ui, handler) -> None
     delete_object(one, kind, oid, ui, handler, force=False) -> int    (host/datastore/... delete)
+    configure_host(one, host_id, ui, policy) -> int,  ssh_command(one, host_id, command) -> argv
     get_provision(one, id) -> Provision, list_provisions(one) -> [Provision]
     provision_objects(one, kind) -> [OneObject]      objects of a kind owned by some provision
     STATES, state_name()
@@ -1348,6 +1349,23 @@ def _recover_terraform(provision: Provision, root: str | None) -> None:
 
 
 # -- configure --------------------------------------------------------------------------------
+def _ansible_of(provision: Provision) -> Any:
+    """The playbooks and version range: from the stored plan, else the body's ``ansible``
+    (6.10 documents made by the original)."""
+    stored = provision.meta.get("plan")
+    if isinstance(stored, dict):
+        return plan_from_dict(stored).ansible
+    from onetools.provision.template import AnsibleSettings
+
+    recorded = provision.body.get("ansible") or {}
+    return AnsibleSettings(
+        tuple(recorded.get("playbook") or ()),
+        recorded.get("ver_min"),
+        recorded.get("ver_max"),
+        "ansible",
+    )
+
+
 def configure_hosts(
     one: OneApi,
     provision: Provision,
@@ -1418,19 +1436,7 @@ def configure(
         allowed = state not in (PENDING, DEPLOYING, DELETING) if force else state == ERROR
         if not allowed:
             raise ProvisionError(f"Can't configure provision in {state_name(state)}")
-        stored = provision.meta.get("plan")
-        if isinstance(stored, dict):
-            ansible = plan_from_dict(stored).ansible
-        else:
-            from onetools.provision.template import AnsibleSettings
-
-            recorded = provision.body.get("ansible") or {}
-            ansible = AnsibleSettings(
-                tuple(recorded.get("playbook") or ()),
-                recorded.get("ver_min"),
-                recorded.get("ver_max"),
-                "ansible",
-            )
+        ansible = _ansible_of(provision)
         handler = FailureHandler(policy or FailPolicy(), ui, _mark_error(provision))
         configure_hosts(
             one, provision, ansible, ui, handler, threads=threads, playbook_dir=playbook_dir
@@ -1694,3 +1700,57 @@ def delete_object(
             provision.remove_entry(record_group, key, oid)
             provision.save()
         return provision_id
+
+
+def configure_host(
+    one: OneApi,
+    oid: int,
+    ui: Ui,
+    policy: FailPolicy | None = None,
+    threads: int = 3,
+    playbook_dir: str | None = None,
+) -> int:
+    """``host configure ID``: the provision's playbooks on that host only (``--limit``; the
+    other hosts are in the inventory, so plays that look at the group still see them).
+    Returns the provision ID."""
+    provision_id = owner_of(one, "host", oid)
+    with locked(one, provision_id) as provision:
+        if oid not in provision.ids("infrastructure", "hosts"):
+            raise ProvisionError(f"Host {oid} is not recorded in provision {provision_id}")
+        if provision.state in (PENDING, DEPLOYING, DELETING):
+            raise ProvisionError(f"Can't configure hosts of provision in {provision.state_name}")
+        ansible = _ansible_of(provision)
+        handler = FailureHandler(policy or FailPolicy(), ui, _mark_error(provision))
+        name = one.info(HOST, oid).name
+        configure_hosts(
+            one,
+            provision,
+            ansible,
+            ui,
+            handler,
+            threads=threads,
+            playbook_dir=playbook_dir,
+            limit=[name],
+        )
+        one.host_status(oid, HOST_ENABLED)
+        provision.set_state(RUNNING)
+        return provision_id
+
+
+def ssh_command(one: OneApi, oid: int, command: str | None = None) -> list[str]:
+    """``host ssh ID [COMMAND]``: the ``ssh`` command line that reaches a provision host as
+    its provision's remote user, with its key and port (host keys are not recorded: provision
+    hosts are new machines)."""
+    owner_of(one, "host", oid)
+    host = one.info(HOST, oid)
+    connection = host.template("TEMPLATE").get("PROVISION_CONNECTION") or {}
+    if not isinstance(connection, dict):
+        connection = {}
+    argv = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    if connection.get("PRIVATE_KEY"):
+        argv += ["-i", str(connection["PRIVATE_KEY"])]
+    port = str(connection.get("REMOTE_PORT") or "22")
+    argv += ["-p", port, f"{connection.get('REMOTE_USER') or 'root'}@{host.name}"]
+    if command:
+        argv.append(command)
+    return argv
