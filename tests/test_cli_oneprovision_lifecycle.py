@@ -234,6 +234,8 @@ def test_object_delete_and_refusals(env: dict[str, str], tmp_path: Path) -> None
     assert "0: node0" not in shown and "1: node1" in shown
     missing = oneprovision(env, "template", "delete", "77")
     assert missing.code == 255
+    running = oneprovision(env, "configure", "0", "--batch")
+    assert (running.code, running.err) == (255, "ERROR : Can't configure provision in RUNNING\n")
     assert oneprovision(env, "delete", "0", "-b").code == 0
     assert leftovers(env) == {}
 
