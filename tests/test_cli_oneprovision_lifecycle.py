@@ -364,3 +364,55 @@ def test_sigkill_at_random_moments_then_resume_or_delete(
         assert deleted.code == 0, deleted.err
         assert leftovers(env) == {}, outcomes
     assert any(outcome.startswith("resumed") for outcome in outcomes), outcomes
+
+
+def test_interactive_menu_on_a_terminal(tmp_path: Path) -> None:
+    """Without --batch on a terminal the failure menu asks; answering "skip" goes on."""
+    import pty
+    import select
+
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ONE_", "ONETOOLS_"))},
+        "ONETOOLS_HOME": str(tmp_path / "store"),
+        "HOME": str(tmp_path),
+    }
+    text = SMALL + "images:\n  - {name: bad, ds_id: 1, type: datablock}\n"
+    path = write(tmp_path, text)
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [*tool_command("oneprovision"), "create", str(path), "--skip-config"],
+        env=env,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        close_fds=True,
+    )
+    os.close(terminal)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # the terminal closed: the command ended
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            if not answered and b"Choose: " in seen:
+                os.write(controller, b"3\n")  # 3. skip
+                answered = True
+            if process.poll() is not None and not ready:
+                break
+    finally:
+        os.close(controller)
+        process.wait(timeout=30)
+    output = seen.decode(errors="replace")
+    assert answered, output
+    assert "Failed to create image bad: what to do?" in output
+    assert "4. cleanup" in output  # offered: the hosts exist
+    assert process.returncode == 0, output
+    assert "Provision 0 successfully created" in output
