@@ -726,3 +726,90 @@ def test_host_configure_and_host_ssh_on_a_real_ssh_host(
         "oneprovision", "host", "ssh", host.address, f"cat {host.root_dir}/configured", env=env
     )
     assert result.code == 0 and result.out.startswith(f"{host.address} hello"), result.err
+
+
+# -- day-2 ------------------------------------------------------------------------------------
+def test_host_add_on_premise(one_api: OneApi, tmp_path: Path) -> None:
+    ui = ScriptedUi()
+    provision = create(one_api, plan_of(tmp_path), ui)
+    added = lifecycle.add_hosts(one_api, provision.id, ui, batch(), hostnames=["10.9.0.7"])
+    assert len(added) == 1
+    host = one_api.info(api.HOST, added[0])
+    assert host.name == "10.9.0.7"
+    assert host.text("TEMPLATE/PROVISION/ID") == str(provision.id)
+    assert host.text("TEMPLATE/PROVISION/INDEX") == "2"  # after the two hosts there are
+    assert host.int("STATE") != 8  # enabled
+    stored = lifecycle.get_provision(one_api, provision.id)
+    assert stored.state_name == "RUNNING"
+    assert [e["name"] for e in stored.entries("infrastructure", "hosts")] == [
+        "10.9.0.1",
+        "10.9.0.2",
+        "10.9.0.7",
+    ]
+    two = lifecycle.add_hosts(one_api, provision.id, ui, batch(), amount=2)
+    assert [one_api.info(api.HOST, oid).name for oid in two] == ["edge-host3", "edge-host4"]
+    assert len(one_api.pool(api.HOST)) == 5
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
+
+
+def test_ip_add_needs_an_elastic_network(one_api: OneApi, tmp_path: Path) -> None:
+    ui = ScriptedUi()
+    bridged = create(one_api, plan_of(tmp_path), ui)
+    with pytest.raises(lifecycle.ProvisionError, match="wrong VN_MAD 'bridge'"):
+        lifecycle.add_ips(one_api, bridged.id, ui, batch())
+    lifecycle.delete(one_api, bridged.id, lifecycle.DeleteOptions(), ui, batch())
+
+    elastic = ONPREM.replace("vn_mad: bridge", "vn_mad: elastic").replace(
+        "ar: [{type: IP4, ip: 10.9.1.1, size: 4}]", "ar: [{type: IP4, ip: 10.9.1.1, size: 1}]"
+    )
+    provision = create(one_api, plan_of(tmp_path, elastic), ui)
+    network = lifecycle.add_ips(one_api, provision.id, ui, batch(), amount=2)
+    ranges = one_api.info(api.VNET, network).root.findall("AR_POOL/AR")
+    assert len(ranges) == 3
+    assert [r.findtext("IP") for r in ranges] == ["10.9.1.1"] * 3
+    # (the embedded store keeps only the AR attributes it knows; the template has the id)
+    assert f'PROVISION_ID = "{provision.id}"' in provision.body["ar_template"]
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
+
+
+def test_host_add_with_terraform_creates_only_the_new_server(
+    one_api: OneApi, tmp_path: Path
+) -> None:
+    import json as json_module
+
+    from onetools.provision import terraform
+
+    fake_cloud_provider(one_api)
+    runs = str(tmp_path / "runs")
+    options = lifecycle.CreateOptions(
+        skip_config=True, template_dir=str(TEST_TEMPLATES), workdir_root=runs
+    )
+    plan = plan_of(
+        tmp_path,
+        "name: grow\n"
+        "defaults: {provision: {provider_name: 'fake-cloud'}}\n"
+        "cluster: {name: grow}\n"
+        "hosts:\n"
+        "  - {im_mad: kvm, vm_mad: kvm, provision: {hostname: ['127.0.0.41', '127.0.0.42']}}\n",
+    )
+    ui = ScriptedUi()
+    provision = lifecycle.create(one_api, plan, options, ui, batch())
+    before = {h.id: h.text("TEMPLATE/PROVISION/DEPLOY_ID") for h in one_api.pool(api.HOST)}
+    (new,) = lifecycle.add_hosts(
+        one_api,
+        provision.id,
+        ui,
+        batch(),
+        hostnames=["127.0.0.43"],
+        options=lifecycle.CreateOptions(template_dir=str(TEST_TEMPLATES), workdir_root=runs),
+    )
+    after = {h.id: h.text("TEMPLATE/PROVISION/DEPLOY_ID") for h in one_api.pool(api.HOST)}
+    assert {oid: after[oid] for oid in before} == before  # the old servers untouched
+    assert after[new] and one_api.info(api.HOST, new).name == "127.0.0.43"
+    stored = lifecycle.get_provision(one_api, provision.id)
+    state = json_module.loads(terraform.decode(stored.body["tf"]["state"]))
+    assert sorted(r["name"] for r in state["resources"]) == sorted(f"device_{h}" for h in after)
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(workdir_root=runs), ui, batch())
+    assert provision_leftovers(one_api) == {}

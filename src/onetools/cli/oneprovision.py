@@ -457,6 +457,34 @@ def cmd_host_ssh(args: argparse.Namespace) -> int:
     return EXIT_FATAL  # pragma: no cover - execvp does not return
 
 
+def cmd_host_add(args: argparse.Namespace) -> int:
+    from onetools.provision.lifecycle import add_hosts
+
+    params = parse_user_inputs(args.host_params)  # the same KEY=VALUE,... form
+    hostnames = [name for name in (args.hostnames or "").split(",") if name.strip()]
+    with open_one(args) as one:
+        added = add_hosts(
+            one,
+            _provision_id(one, args.provision),
+            _ui(args),
+            _policy(args),
+            amount=args.amount,
+            hostnames=hostnames,
+            host_params=params,
+        )
+    for oid in added:
+        sys.stdout.write(f"ID: {oid}\n")
+    return EXIT_OK
+
+
+def cmd_ip_add(args: argparse.Namespace) -> int:
+    from onetools.provision.lifecycle import add_ips
+
+    with open_one(args) as one:
+        add_ips(one, _provision_id(one, args.provision), _ui(args), _policy(args), args.amount)
+    return EXIT_OK
+
+
 # -- parser -------------------------------------------------------------------------------------
 #: Top-level commands; ``host``, ``ip`` and the resource groups have their own subcommands.
 RESOURCE_GROUPS = (
@@ -726,7 +754,7 @@ def build_parser(selected: str | None = None) -> ToolParser:
         ssh = command("ssh", cmd_host_ssh, "ssh to a host", "Open an SSH session.\n", (), hosts)
         ssh.add_argument("host", metavar="ID|NAME")
         ssh.add_argument("remote_command", nargs="?", metavar="COMMAND")
-        add = command("add", cmd_pending, "add hosts", "Add hosts.\n", [modes, output], hosts)
+        add = command("add", cmd_host_add, "add hosts", "Add hosts.\n", [modes, output], hosts)
         add.add_argument("provision", metavar="ID|NAME")
         add.add_argument("--amount", type=int, default=1, metavar="N", help="hosts to add")
         add.add_argument("--hostnames", metavar="NAME,NAME", help="on-premise host names")
@@ -734,7 +762,7 @@ def build_parser(selected: str | None = None) -> ToolParser:
 
     ips = group("ip", "public IPs of provisions", IP_HELP)
     if ips is not None:
-        add_ip = command("add", cmd_pending, "add IPs", "Add address ranges.\n", [modes], ips)
+        add_ip = command("add", cmd_ip_add, "add IPs", "Add address ranges.\n", [modes], ips)
         add_ip.add_argument("provision", metavar="ID|NAME")
         add_ip.add_argument("--amount", type=int, default=1, metavar="N", help="IPs to add")
 

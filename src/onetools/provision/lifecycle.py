@@ -9,6 +9,8 @@ Public API (independent of the CLI)::
     delete(one, provision_id, options, ui, handler) -> None
     delete_object(one, kind, oid, ui, handler, force=False) -> int    (host/datastore/... delete)
     configure_host(one, host_id, ui, policy) -> int,  ssh_command(one, host_id, command) -> argv
+    add_hosts(one, id, ui, policy, amount, hostnames, host_params) -> [host id]   (host add)
+    add_ips(one, id, ui, policy, amount) -> network id                             (ip add)
     get_provision(one, id) -> Provision, list_provisions(one) -> [Provision]
     provision_objects(one, kind) -> [OneObject]      objects of a kind owned by some provision
     STATES, state_name()
@@ -643,6 +645,8 @@ class _Run:
         self.options = options
         self.ui = ui
         self.handler = handler
+        #: plan positions of the hosts the configuration is limited to (host add); None: all
+        self.limit: list[int] | None = None
 
     # - references -
     def _lookup(self, kind: str, ref: str, attribute: str) -> Any:
@@ -876,8 +880,10 @@ class _Run:
                 ),
                 finish,
             )
-        # from here on the hosts exist: cleanup is offered (§1.4, §4.9)
-        self.handler.cleanup_allowed = True
+        # from here on the hosts exist: cleanup is offered (§1.4, §4.9), but not while hosts
+        # are added to a running provision (it would delete the whole provision)
+        if self.limit is None:
+            self.handler.cleanup_allowed = True
 
     def step_infrastructure(self) -> None:
         hosts = self.provision.ids("infrastructure", "hosts")
@@ -937,11 +943,11 @@ class _Run:
                 hostnames[oid] = getattr(item, "hostname", "")
         for oid in self.provision.ids("infrastructure", "hosts"):
             deploy_id, ip = facts.get(oid, ("", ""))
-            name = ip or hostnames.get(oid) or ""
+            host = self.one.info(HOST, oid)
+            name = ip or hostnames.get(oid) or host.text("TEMPLATE/PROVISION/HOSTNAME")
             if not name:
                 self.ui.warning(f"Host {oid}: Terraform gave no IP, name kept")
                 continue
-            host = self.one.info(HOST, oid)
             if deploy_id:
                 provision = host.template("TEMPLATE").get("PROVISION") or {}
                 if isinstance(provision, dict) and provision.get("DEPLOY_ID") != deploy_id:
@@ -1041,7 +1047,15 @@ class _Run:
             playbook_dir=self.options.playbook_dir,
             ping_retries=self.options.ping_retries,
             ping_timeout=self.options.ping_timeout,
+            limit=self._limit_names(),
         )
+
+    def _limit_names(self) -> list[str] | None:
+        if self.limit is None:
+            return None
+        done = self.provision.meta["done"]
+        ids = [done.get(f"hosts/{position}") for position in self.limit]
+        return [self.one.info(HOST, oid).name for oid in ids if isinstance(oid, int)]
 
     def step_updates(self) -> None:
         """``${updates.KEY}`` of datastores, networks and VN templates (§2.11)."""
@@ -1292,18 +1306,21 @@ def _continue(
     ui: Ui,
     policy: FailPolicy,
     provider: ProviderInfo | None,
+    prepare: Callable[[Provision], list[int] | None] | None = None,
 ) -> Provision:
     with locked(one, oid) as provision:
+        limit = prepare(provision) if prepare is not None else None
         plan = plan_from_dict(provision.meta["plan"])
         if provider is None:
             provider = _provider_of(one, provision)
         handler = FailureHandler(policy, ui, _mark_error(provision))
-        if provision.finished("hosts"):
+        if provision.finished("hosts") and limit is None:
             handler.cleanup_allowed = True
         if provision.state != DEPLOYING:
             provision.set_state(DEPLOYING)
         _recover_terraform(provision, options.workdir_root)
         run = _Run(one, provision, plan, provider, options, ui, handler)
+        run.limit = limit
         try:
             run.run()
         except CleanupRequested as request:
@@ -1754,3 +1771,105 @@ def ssh_command(one: OneApi, oid: int, command: str | None = None) -> list[str]:
     if command:
         argv.append(command)
     return argv
+
+
+# -- day-2: hosts and IPs (6.4+, §1.3) --------------------------------------------------------
+#: The steps a host add runs again (the others stay finished).
+HOST_ADD_STEPS = ("hosts", "infrastructure", "configuration", "enable")
+
+
+def add_hosts(
+    one: OneApi,
+    oid: int,
+    ui: Ui,
+    policy: FailPolicy | None = None,
+    amount: int = 1,
+    hostnames: Sequence[str] | None = None,
+    host_params: Mapping[str, str] | None = None,
+    options: CreateOptions | None = None,
+) -> list[int]:
+    """``host add ID``: hosts like the provision's first one (``amount`` of them, or one per
+    name of ``hostnames``; else named ``edge-host<index>``), deployed with Terraform (only the
+    new servers are created: the stored state has the others), configured with the playbooks
+    limited to them, enabled.  The new hosts are added to the stored plan and the steps they
+    need marked unfinished first, so a killed host add is finished by ``create --resume``.
+    Returns the new host IDs."""
+    import copy
+
+    from onetools.provision.template import PlanHost
+
+    names = [name.strip() for name in (hostnames or []) if name.strip()]
+    count = len(names) if names else amount
+    if count < 1:
+        raise ProvisionError("host add: --amount must be at least 1")
+    positions: list[int] = []
+
+    def prepare(provision: Provision) -> list[int]:
+        if provision.state != RUNNING:
+            raise ProvisionError(f"Can't add hosts to provision in {provision.state_name}")
+        stored = provision.meta.get("plan")
+        if not isinstance(stored, dict) or not stored.get("hosts"):
+            raise ProvisionError(
+                f"Provision {oid} has no host to clone (or was not created by onetools)"
+            )
+        plan = plan_from_dict(stored)
+        first = plan.hosts[0]
+        index = len(provision.ids("infrastructure", "hosts"))
+        done_positions = [
+            int(key.split("/")[1]) for key in provision.meta["done"] if key.startswith("hosts/")
+        ]
+        position = 1 + max([item.position for item in plan.hosts] + done_positions)
+        for number in range(count):
+            attributes = copy.deepcopy(first.attributes)
+            section = attributes.setdefault("provision", {})
+            hostname = names[number] if names else f"edge-host{index}"
+            section.update({str(k).lower(): v for k, v in (host_params or {}).items()})
+            section.update({"hostname": hostname, "index": index})
+            plan.hosts.append(
+                PlanHost("host", position, attributes, first.meta, None, index, 0, hostname)
+            )
+            positions.append(position)
+            index += 1
+            position += 1
+        provision.meta["plan"] = plan_to_dict(plan)
+        provision.meta["steps"] = [s for s in provision.meta["steps"] if s not in HOST_ADD_STEPS]
+        provision.save()
+        return positions
+
+    options = options or CreateOptions()
+    for key, value in (get_provision(one, oid).meta.get("options") or {}).items():
+        if hasattr(options, key):
+            setattr(options, key, value)
+    provision = _continue(one, oid, options, ui, policy or FailPolicy(), None, prepare)
+    done = provision.meta["done"]
+    return [done[f"hosts/{p}"] for p in positions if isinstance(done.get(f"hosts/{p}"), int)]
+
+
+def add_ips(
+    one: OneApi, oid: int, ui: Ui, policy: FailPolicy | None = None, amount: int = 1
+) -> int:
+    """``ip add ID``: ``amount`` address ranges like the stored ``ar_template`` added to the
+    provision's first network, which must be ``elastic`` (§1.3).  Returns the network ID."""
+    if amount < 1:
+        raise ProvisionError("ip add: --amount must be at least 1")
+    with locked(one, oid) as provision:
+        if provision.state != RUNNING:
+            raise ProvisionError(f"Can't add IPs to provision in {provision.state_name}")
+        networks = provision.ids("infrastructure", "networks")
+        if not networks:
+            raise ProvisionError("Provision has no networks")
+        network = one.info(VNET, networks[0])
+        vn_mad = network.text("VN_MAD")
+        if vn_mad != "elastic":
+            raise ProvisionError(f"Can't add IPs to network, wrong VN_MAD '{vn_mad}'")
+        ar_template = provision.body.get("ar_template")
+        if not ar_template:
+            raise ProvisionError("Provision has no address range template (ar_template)")
+        handler = FailureHandler(policy or FailPolicy(), ui, _mark_error(provision))
+        for _ in range(amount):
+            handler.run(
+                f"Failed to add IPs to network {networks[0]}",
+                lambda: one.vnet_add_ar(networks[0], str(ar_template)),
+            )
+        provision.set_state(RUNNING)
+        return networks[0]
