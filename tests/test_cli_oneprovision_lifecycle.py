@@ -234,6 +234,14 @@ def test_object_delete_and_refusals(env: dict[str, str], tmp_path: Path) -> None
     assert "0: node0" not in shown and "1: node1" in shown
     missing = oneprovision(env, "template", "delete", "77")
     assert missing.code == 255
+    grown = oneprovision(env, "host", "add", "0", "--hostnames", "node9", "--batch")
+    assert (grown.code, grown.out) == (0, "ID: 2\n"), grown.err
+    assert [h["NAME"] for h in listed(env, "host")] == ["node1", "node9"]
+    no_ips = oneprovision(env, "ip", "add", "0", "--batch")
+    assert (no_ips.code, no_ips.err) == (
+        255,
+        "ERROR : Can't add IPs to network, wrong VN_MAD 'bridge'\n",
+    )
     running = oneprovision(env, "configure", "0", "--batch")
     assert (running.code, running.err) == (255, "ERROR : Can't configure provision in RUNNING\n")
     assert oneprovision(env, "delete", "0", "-b").code == 0
