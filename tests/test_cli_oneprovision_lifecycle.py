@@ -424,3 +424,22 @@ def test_interactive_menu_on_a_terminal(tmp_path: Path) -> None:
     assert "4. cleanup" in output  # offered: the hosts exist
     assert process.returncode == 0, output
     assert "Provision 0 successfully created" in output
+
+
+def test_json_output_gives_json_log_lines(env: dict[str, str], tmp_path: Path) -> None:
+    """With -j the messages are the original's JSON log lines, the message base64 (§1.2)."""
+    import base64
+
+    text = SMALL.replace("tm_mad: ssh", "tm_mad: nosuch")
+    result = oneprovision(env, "create", str(write(tmp_path, text)), "-b", "--skip-config", "-j")
+    assert result.code == 255
+    assert result.out == "ID: 0\n"
+    *logged, last = result.err.splitlines()
+    entries = [json.loads(line) for line in logged]
+    assert {entry["severity"] for entry in entries} == {"ERROR"}
+    assert all(len(entry["timestamp"]) == 19 for entry in entries)  # YYYY-mm-dd HH:MM:SS
+    messages = [base64.b64decode(entry["message"]).decode() for entry in entries]
+    assert messages[0] == "Failed to create datastore ci-edge-images"
+    assert "nosuch" in messages[1]
+    assert last.startswith("ERROR : ")  # the command's own failure line, as every command's
+    assert oneprovision(env, "delete", "0", "-b").code == 0

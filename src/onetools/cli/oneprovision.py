@@ -152,7 +152,9 @@ def _ui(args: argparse.Namespace) -> Any:
     from onetools.provision.failmode import ConsoleUi
 
     verbose = bool(getattr(args, "verbose", False) or getattr(args, "debug", False))
-    return ConsoleUi(verbose=verbose)
+    output = getattr(args, "output", None)
+    # -j/-x also change the log lines to the original's machine forms (§1.2)
+    return ConsoleUi(verbose=verbose, log_format=output if output in ("json", "xml") else None)
 
 
 def _policy(args: argparse.Namespace) -> Any:

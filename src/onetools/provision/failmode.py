@@ -193,16 +193,32 @@ def _first_line(exc: BaseException) -> str:
 
 class ConsoleUi:
     """The ``Ui`` of the command line: ``LEVEL : message`` lines on stderr; the failure menu
-    on stderr, answered on stdin (interactive runs only)."""
+    on stderr, answered on stdin (interactive runs only).
 
-    def __init__(self, verbose: bool = False, stream: Any = None, answers: Any = None) -> None:
+    ``log_format`` ``json`` or ``xml`` (the commands' ``-j``/``-x``) gives the original's
+    machine forms, one per message (§1.2): ``{"timestamp": ..., "severity": ..., "message":
+    <base64>}`` or ``<TIMESTAMP>..</TIMESTAMP><SEVERITY>..</SEVERITY><MESSAGE>base64
+    </MESSAGE>``; FireEdge-style drivers decode them.
+    """
+
+    def __init__(
+        self,
+        verbose: bool = False,
+        stream: Any = None,
+        answers: Any = None,
+        log_format: str | None = None,
+    ) -> None:
         self.verbose = verbose
         self.stream = stream if stream is not None else sys.stderr
         self.answers = answers if answers is not None else sys.stdin
+        self.log_format = log_format
 
     def _line(self, level: str, message: str) -> None:
-        for line in message.splitlines() or [""]:
-            self.stream.write(f"{level:<5} : {line}\n")
+        if self.log_format in ("json", "xml"):
+            self.stream.write(_machine_line(self.log_format, level, message) + "\n")
+        else:
+            for line in message.splitlines() or [""]:
+                self.stream.write(f"{level:<5} : {line}\n")
         self.stream.flush()
 
     def info(self, message: str) -> None:
@@ -235,3 +251,14 @@ class ConsoleUi:
             if text in choices:
                 return text
         return fallback
+
+
+def _machine_line(log_format: str, level: str, message: str) -> str:
+    import base64
+    import json
+
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    encoded = base64.b64encode(message.encode("utf-8")).decode("ascii")
+    if log_format == "json":
+        return json.dumps({"timestamp": stamp, "severity": level, "message": encoded})
+    return f"<TIMESTAMP>{stamp}</TIMESTAMP><SEVERITY>{level}</SEVERITY><MESSAGE>{encoded}</MESSAGE>"
