@@ -543,7 +543,7 @@ home, template, templates, runs = sys.argv[1:5]
 one = LocalOne(home)
 options = lifecycle.CreateOptions(skip_config=True, template_dir=templates, workdir_root=runs)
 lifecycle.create(
-    one, resolve(load(template)), options, ConsoleUi(), FailPolicy(batch=True),
+    one, resolve(load(template)), options, ConsoleUi(verbose=True), FailPolicy(batch=True),
     on_allocated=lambda oid: print(oid, flush=True),
 )
 """
@@ -582,15 +582,18 @@ def test_sigkill_during_terraform_apply_then_resume_and_delete(tmp_path: Path) -
             str(runs),
         ],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    assert child.stdout is not None
+    assert child.stdout is not None and child.stderr is not None
     oid = int(child.stdout.readline())
-    deadline = time.monotonic() + 60
-    while not list(runs.glob("*/onetools-tf-*/deploy.tf")):
-        assert time.monotonic() < deadline, "Terraform never started"
-        time.sleep(0.05)
-    time.sleep(2.5)  # init done, the servers are being created (each takes 4 s)
+    seen = []
+    for line in child.stderr:  # the Terraform lines (-v): wait for the servers' creation
+        seen.append(line)
+        if "Creating..." in line or "Still creating" in line:
+            break
+    assert any("Creating..." in line for line in seen), seen
+    time.sleep(1.0)  # the servers are being created (each takes 4 s)
     child.send_signal(signal.SIGKILL)
     child.communicate(timeout=60)
 
