@@ -11,6 +11,7 @@ import configparser
 import dataclasses
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -517,3 +518,45 @@ def test_host_coming_up_late_is_waited_for(
     assert (late.root_dir / "configured").exists()
     waits = [line for line in lines if line.startswith("SSH not working yet")]
     assert waits and waits[0] == f"SSH not working yet on {late.name} (attempt 1/20)"
+
+
+def test_ctrl_c_stops_ansible(
+    ssh_hosts: list[SSHHost], ssh_key_pair: SSHKeyPair, work_root: Path
+) -> None:
+    host = ssh_hosts[0]
+    clean_roots([host])
+    lines: list[str] = []
+    # Ctrl-C once the busy task runs (the playbook would sleep a minute)
+    started = host.root_dir / "started"
+
+    def interrupt_when_busy() -> None:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_when_busy)
+    interrupter.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ansible.run_playbooks(
+                [as_ansible_host(host, ssh_key_pair, busy_seconds=60)],
+                ["write_files"],
+                playbook_dir=TEST_PLAYBOOKS,
+                progress=lines.append,
+                **FAST_PING,
+            )
+    finally:
+        interrupter.join()
+    assert time.monotonic() - began < 30
+    assert not (host.root_dir / "finished").exists()
+    assert leftovers(work_root) == []
+    # no ansible-playbook of ours is left running
+    mine = subprocess.run(
+        ["pgrep", "-f", f"ansible-playbook.*{TEST_PLAYBOOKS / 'write_files.yml'}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert mine.stdout.strip() == ""

@@ -33,11 +33,14 @@ YAML reads an unquoted ``2.10`` as the float 2.1: templates should quote such bo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,7 +50,7 @@ from onetools.errors import OnetoolsError
 
 TYPE_CHECKING = False  # typing costs start-up time: annotations only
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from typing import Any
 
 # The lowest ansible-core onetools declares as a dependency (pyproject.toml).
@@ -314,6 +317,11 @@ def write_run_directory(
         _write(directory / "host_vars" / f"{host.name}.yml", text)
     if extra_vars:
         _write(directory / "extra_vars.yml", _yaml_text(extra_vars, "extra variables"))
+    # ansible-runner looks at its cancel callback (Ctrl-C) every pexpect_timeout seconds
+    # (default 5).  Only its env/settings file sets it: a `settings=` argument is dropped when
+    # that file is missing (ansible-runner 2.4).
+    (directory / "env").mkdir(mode=0o700, exist_ok=True)
+    _write(directory / "env" / "settings", "---\npexpect_timeout: 1\n")
     config = directory / "ansible.cfg"
     _write(config, _config_text(directory, roles_path, threads, control))
     return config
@@ -422,26 +430,89 @@ def _run(
         # inventory variables (ansible_become=true for non-root users) outrank the environment:
         # only an extra variable turns privilege escalation off for the SSH check and facts
         cmdline = [*cmdline, "-e", "ansible_become=false"]
+    interrupted = threading.Event()
     try:
-        return ansible_runner.run(
-            private_data_dir=str(directory),
-            inventory=str(directory / "inventory"),
-            envvars=_runner_env(config, become),
-            forks=threads,
-            limit=",".join(limit) if limit else None,
-            cmdline=shlex.join(cmdline) if cmdline else None,
-            event_handler=collector,
-            # ansible-runner would take over SIGINT/SIGTERM; Ctrl-C must reach our caller.
-            cancel_callback=lambda: False,
-            suppress_env_files=True,
-            # runner points the jsonfile fact cache into each run's own artifacts: one cache for
-            # all the runs of this directory instead (an absolute path survives its join)
-            fact_cache=str(directory / "facts"),
-            quiet=True,
-            **task,
-        )
+        with _sigint_to(interrupted):
+            runner = ansible_runner.run(
+                private_data_dir=str(directory),
+                inventory=str(directory / "inventory"),
+                envvars=_runner_env(config, become),
+                forks=threads,
+                limit=",".join(limit) if limit else None,
+                cmdline=shlex.join(cmdline) if cmdline else None,
+                event_handler=collector,
+                # ansible-runner would take over SIGINT and SIGTERM for good: ours, for this run
+                cancel_callback=lambda: _cancel_requested(interrupted),
+                suppress_env_files=True,
+                # runner points the jsonfile fact cache into each run's own artifacts: one cache for
+                # all the runs of this directory instead (an absolute path survives its join)
+                fact_cache=str(directory / "facts"),
+                quiet=True,
+                **task,
+            )
     except AnsibleRunnerException as exc:  # e.g. ansible-playbook not found
         raise AnsibleError(f"Ansible could not be started: {exc}") from exc
+    if interrupted.is_set():
+        # runner has killed ansible's process group; the caller sees the Ctrl-C it expects
+        raise KeyboardInterrupt
+    return runner
+
+
+def _child_pids(parents: set[int]) -> dict[int, str]:
+    """Processes whose parent is in ``parents``, with their command lines (Linux /proc)."""
+    found: dict[int, str] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="utf-8", errors="replace") as stat:
+                # the command name in parentheses may hold spaces: the parent PID follows ')'
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            if parent in parents:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                    found[int(entry.name)] = (
+                        cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+                    )
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return found
+
+
+def _cancel_requested(interrupted: threading.Event) -> bool:
+    """ansible-runner's cancel callback: on Ctrl-C, first kill Ansible's worker processes.
+
+    Learned the hard way: ansible-core's workers run in sessions of their own, so the SIGKILL
+    ansible-runner sends to ``ansible-playbook``'s process group leaves them running (orphans
+    finishing their task).  Only our ``ansible*`` children's children are killed.
+    """
+    if not interrupted.is_set():
+        return False
+    if os.path.isdir("/proc"):
+        ansible_pids = {pid for pid, cmd in _child_pids({os.getpid()}).items() if "ansible" in cmd}
+        for worker in _child_pids(ansible_pids) if ansible_pids else {}:
+            with contextlib.suppress(OSError):
+                if os.getpgid(worker) == worker:
+                    os.killpg(worker, signal.SIGKILL)  # with the ssh processes it started
+                else:
+                    os.kill(worker, signal.SIGKILL)
+    return True
+
+
+@contextlib.contextmanager
+def _sigint_to(interrupted: threading.Event) -> Iterator[None]:
+    """While running Ansible, Ctrl-C sets ``interrupted`` (ansible-runner then kills Ansible).
+
+    Ansible runs on its own pseudo-terminal, in its own session: the terminal's Ctrl-C does not
+    reach it, and a KeyboardInterrupt raised inside ansible-runner would leave it running.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _number, _frame: interrupted.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _failed_hosts(runner: Any) -> list[str]:
