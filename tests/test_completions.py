@@ -129,10 +129,19 @@ def test_package_data_ships_the_generated_copies() -> None:
         if path.is_file()
     ]
     assert len(shipped) == 3 * len(TOOL_NAMES)
-    shipped += [path for path in (share / "share").rglob("*") if path.is_file()]
+    # every file under share/ ships, but dotfiles (tool settings such as .ansible-lint)
+    shipped += [
+        path
+        for path in (share / "share").rglob("*")
+        if path.is_file() and not path.name.startswith(".")
+    ]
     for path in shipped:
         relative = path.relative_to(share).as_posix()
-        assert any(fnmatch(relative, pattern) for pattern in patterns), relative
+        # setuptools reads "**/" as any number of directories, none included
+        assert any(
+            fnmatch(relative, pattern) or fnmatch(relative, pattern.replace("**/", ""))
+            for pattern in patterns
+        ), relative
 
 
 # -- the parsers documented are complete -----------------------------------------------------
