@@ -99,7 +99,12 @@ def test_run_directory_layout(tmp_path: Path) -> None:
     assert config == tmp_path / "ansible.cfg"
     assert parser.getboolean("defaults", "host_key_checking") is False
     assert parser.getboolean("defaults", "retry_files_enabled") is False
-    assert parser.get("defaults", "roles_path").split(":") == [str(PLAYBOOKS.resolve() / "roles")]
+    # the project's playbooks/ first, then ours as installed (the same directory when editable)
+    shipped = ansible.default_playbook_dir().resolve() / "roles"
+    expected = [str(PLAYBOOKS.resolve() / "roles")]
+    if shipped != PLAYBOOKS.resolve() / "roles":
+        expected.append(str(shipped))
+    assert parser.get("defaults", "roles_path").split(":") == expected
     assert parser.getint("defaults", "forks") == 7
     assert "UserKnownHostsFile=/dev/null" in parser.get("ssh_connection", "ssh_args")
     # host variables may hold secrets (ceph keys, private key paths): owner-only files
@@ -116,7 +121,7 @@ def test_user_playbook_dir_keeps_our_roles(tmp_path: Path) -> None:
     parser.read(config)
     assert parser.get("defaults", "roles_path").split(":") == [
         str(mine.resolve() / "roles"),
-        str(PLAYBOOKS / "roles"),
+        str(ansible.default_playbook_dir() / "roles"),
     ]
 
 
