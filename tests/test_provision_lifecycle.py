@@ -601,6 +601,9 @@ def test_sigkill_during_terraform_apply_then_resume_and_delete(tmp_path: Path) -
     killed = lifecycle.get_provision(one, oid)
     assert "infrastructure" not in killed.meta["steps"]
     assert "state" not in killed.body["tf"]  # only what Terraform left in its run directory
+    # the interrupted Terraform finishes writing its state after the kill (lock file meanwhile)
+    while list(runs.glob("*/onetools-tf-*/.terraform.tfstate.lock.info")):
+        time.sleep(0.1)
     (left,) = runs.glob("*/onetools-tf-*/terraform.tfstate")
     assert [r["name"] for r in json_module.loads(left.read_text())["resources"]]
     resumed = lifecycle.resume(

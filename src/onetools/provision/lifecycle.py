@@ -1358,11 +1358,33 @@ def _recover_terraform(provision: Provision, root: str | None) -> None:
     from onetools.provision import terraform
 
     parent = workdir_parent(provision, root)
+    _wait_for_terraform(parent)
     current = terraform.decode(tf["state"]) if tf.get("state") else None
     recovered = terraform.recover_state(parent, current)
     if recovered:
         tf["state"] = terraform.encode(recovered)
         provision.save()
+
+
+#: How long a resume/delete waits for the Terraform of a killed run to finish writing.
+TERRAFORM_WAIT = 60.0
+
+
+def _wait_for_terraform(parent: str, timeout: float = TERRAFORM_WAIT) -> None:
+    """Wait while a Terraform of a killed run still works in a run directory.
+
+    When onetools is killed, its Terraform is interrupted (parent-death signal) but goes on
+    for a moment: it stops what it creates and writes the state, holding the state lock file
+    meanwhile.  Reading the state before would see a half-written file (learned the hard way:
+    under load the next command came first).  A lock file that outlives ``timeout`` (a
+    Terraform that was itself killed) is left to ``recover_state``, which reads what is there.
+    """
+    import glob
+
+    pattern = os.path.join(parent, "onetools-tf-*", ".terraform.tfstate.lock.info")
+    deadline = time.monotonic() + timeout
+    while glob.glob(pattern) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 # -- configure --------------------------------------------------------------------------------
