@@ -150,6 +150,9 @@ REFERENCE_SECTIONS = {
     "marketplaceapp": "marketplaceapps",
 }
 NOOP_PROVIDERS = frozenset({"onprem", "dummy"})
+#: Virtual network states (``VirtualNetwork::VirtualNetworkState``) and the wait for READY.
+VNET_READY, VNET_ERROR = 1, 5
+NETWORK_WAIT = 300.0
 DEFAULT_PUBLIC_KEY = "/var/lib/one/.ssh-oneprovision/id_rsa.pub"
 
 
@@ -821,8 +824,29 @@ class _Run:
                 item,
                 name,
                 lambda text=text: self.one.allocate_vnet(text, self.cluster_id()),  # type: ignore[misc]
-                lambda oid, item=item: self._ownership(VNET, oid, item),  # type: ignore[misc]
+                lambda oid, item=item: self._network_ready(oid, item),  # type: ignore[misc]
             )
+
+    def _network_ready(self, oid: int, item: PlanObject) -> None:
+        """Ownership, then wait for the network to be READY (6.4+, §2.8): one in ERROR is
+        deleted and the step fails; a timeout is only a warning."""
+        self._ownership(VNET, oid, item)
+        deadline = time.monotonic() + NETWORK_WAIT
+        while True:
+            network = self.one.info(VNET, oid)
+            state = network.int("STATE")
+            if state == VNET_READY:
+                return
+            if state == VNET_ERROR:
+                self.one.delete(VNET, oid)
+                self.provision.remove_entry("infrastructure", "networks", oid)
+                self.provision.meta.pop("pending", None)
+                self.provision.save()
+                raise ProvisionError(f"Error creating network {oid}")
+            if time.monotonic() >= deadline:
+                self.ui.warning(f"Network {oid} not READY after {NETWORK_WAIT:g} s")
+                return
+            time.sleep(2)
 
     def host_template(self, item: PlanObject) -> dict[str, Any]:
         """The host template of §4.3 (without NAME)."""
