@@ -33,6 +33,25 @@ if TYPE_CHECKING:
     from onetools.one.xml import OneObject
 
 
+#: Options before the command that take a value (the value is not the command).
+VALUE_OPTIONS = frozenset({"--endpoint", "--user", "--password", "--home"})
+
+
+def command_of(tokens: Sequence[str], commands: Iterable[str]) -> str | None:
+    """The command named in ``tokens``: the first word that is not an option or an option's
+    value; None when there is none or it is not one of ``commands``.  The tools build only the
+    chosen command's options (start-up time), so they must find it before argparse runs."""
+    skip = False
+    for token in tokens:
+        if skip:
+            skip = False
+        elif token in VALUE_OPTIONS:
+            skip = True
+        elif not token.startswith("-"):
+            return token if token in commands else None
+    return None
+
+
 # -- connection and logging ---------------------------------------------------------------------
 def connection_parent() -> argparse.ArgumentParser:
     """``--endpoint``, ``--user``, ``--password``, ``--home``, ``-v/--verbose``, ``-D/--debug``.

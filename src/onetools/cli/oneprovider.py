@@ -14,6 +14,7 @@ import sys
 from onetools import __version__
 from onetools.cli._one import (
     Column,
+    command_of,
     connection_parent,
     emit_object,
     emit_pool,
@@ -366,27 +367,9 @@ def build_parser(selected: str | None = None) -> ToolParser:
     return parser
 
 
-#: Options before the command that take a value (the value is not the command).
-_VALUE_OPTIONS = frozenset({"--endpoint", "--user", "--password", "--home"})
-
-
-def _command_of(tokens: Sequence[str]) -> str | None:
-    """The command named in ``tokens``: the first word that is not an option or an
-    option's value; None when there is none or it is not a command."""
-    skip = False
-    for token in tokens:
-        if skip:
-            skip = False
-        elif token in _VALUE_OPTIONS:
-            skip = True
-        elif not token.startswith("-"):
-            return token if token in COMMANDS else None
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     tokens = list(sys.argv[1:] if argv is None else argv)
-    command = _command_of(tokens)
+    command = command_of(tokens, COMMANDS)
     # Only the command run gets its options built; with none (--help, a typo) every
     # command's, so that the help and the error messages are complete.
     sys.exit(run(build_parser(command), argv))

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from onetools import __version__
-from onetools.cli._one import connection_parent, open_one, resolve_id
+from onetools.cli._one import command_of, connection_parent, open_one, resolve_id
 from onetools.cli._options import ToolParser, add_command, make_parser, run
 from onetools.errors import EXIT_FATAL, EXIT_OK
 
@@ -786,27 +786,9 @@ def build_parser(selected: str | None = None) -> ToolParser:
     return parser
 
 
-#: Options before the command that take a value (the value is not the command).
-_VALUE_OPTIONS = frozenset({"--endpoint", "--user", "--password", "--home"})
-
-
-def _command_of(tokens: Sequence[str]) -> str | None:
-    """The command named in ``tokens``: the first word that is not an option or an
-    option's value; None when there is none or it is not a command."""
-    skip = False
-    for token in tokens:
-        if skip:
-            skip = False
-        elif token in _VALUE_OPTIONS:
-            skip = True
-        elif not token.startswith("-"):
-            return token if token in COMMANDS else None
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     tokens = list(sys.argv[1:] if argv is None else argv)
-    sys.exit(run(build_parser(_command_of(tokens)), argv))
+    sys.exit(run(build_parser(command_of(tokens, COMMANDS)), argv))
 
 
 if __name__ == "__main__":  # pragma: no cover
