@@ -18,10 +18,10 @@ Nothing heavy is imported here: ``--help`` and listing must stay fast.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 
+from onetools.cli._options import terminal_width as terminal_width
 from onetools.errors import UsageError
 
 TYPE_CHECKING = False  # typing costs ~20 ms of start-up: annotations only
@@ -180,20 +180,6 @@ def emit_pool(root: str, xmls: Sequence[str], dicts: Sequence[dict[str, Any]], o
 
 
 # -- list tables --------------------------------------------------------------------------------
-def terminal_width() -> int:
-    """``$COLUMNS``, else the terminal's width, else 80 (no shutil: it costs ~3 ms)."""
-    try:
-        columns = int(os.environ.get("COLUMNS", "0"))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
 class Column:
     """One column of a list table, declared once per tool as in the originals' layout files.
 

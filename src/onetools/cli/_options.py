@@ -30,7 +30,7 @@ Command = Callable[[argparse.Namespace], int]
 argparse._ = lambda message: message  # type: ignore[attr-defined]
 
 
-def _terminal_width() -> int:
+def terminal_width() -> int:
     """What ``shutil.get_terminal_size`` gives, without importing shutil (~3 ms): argparse
     builds a formatter for every option it adds, not only for ``--help``."""
     try:
@@ -47,7 +47,7 @@ def _terminal_width() -> int:
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=32, width=_terminal_width() - 2)
+        super().__init__(prog, max_help_position=32, width=terminal_width() - 2)
 
 
 class ToolParser(argparse.ArgumentParser):
