@@ -3,6 +3,7 @@ concurrency and crashes (real processes), encryption at rest."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -391,6 +392,34 @@ def test_secrets_never_stored_in_clear(store: LocalOne, home: Path) -> None:
         == f"{secret}-3"
     )
     reopened.close()
+
+
+def test_provision_terraform_data_sealed_at_rest(store: LocalOne, home: Path) -> None:
+    # A provision's BODY stays readable (names, state, objects) but its "tf" member (Terraform
+    # state and configuration) is sealed, as the provider's connection is.
+    secret = "tf-state-with-cloud-secrets-42"
+    body = json.dumps({"name": "edge", "state": 3, "tf": {"state": secret, "conf": "x"}})
+    oid = store.allocate_document(
+        f"<TEMPLATE><NAME>edge</NAME><BODY><![CDATA[{body}]]></BODY></TEMPLATE>",
+        api.DOC_PROVISION,
+    )
+    plain_body = json.dumps({"name": "web", "roles": []})
+    service = store.allocate_document(
+        f"<TEMPLATE><NAME>web</NAME><BODY><![CDATA[{plain_body}]]></BODY></TEMPLATE>",
+        api.DOC_SERVICE_TEMPLATE,
+    )
+    stored = json.loads(store.info(api.DOCUMENT, oid).template()["BODY"])
+    assert stored["name"] == "edge" and stored["state"] == 3
+    assert set(stored["tf"]) == {"$encrypted"}
+    clear = json.loads(store.info(api.DOCUMENT, oid, decrypt=True).template()["BODY"])
+    assert clear["tf"] == {"state": secret, "conf": "x"}
+    assert json.loads(store.info(api.DOCUMENT, service).template()["BODY"]) == json.loads(
+        plain_body
+    )
+    store.close()
+    for path in home.iterdir():
+        if path.name.startswith("one.db"):
+            assert secret.encode() not in path.read_bytes(), path
 
 
 def test_wrong_or_missing_key_is_a_clear_error(store: LocalOne, home: Path) -> None:

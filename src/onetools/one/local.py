@@ -943,8 +943,8 @@ class LocalOne(OneApi):
         from onetools.one import secrets
 
         sealed = [
-            (key, secrets.seal(value, self._key_file(), oid))
-            if key == secrets.ENCRYPTED_ATTRIBUTE and isinstance(value, str)
+            (key, secrets.seal(value, self._key_file(), oid, key))
+            if key in secrets.SECRET_MEMBERS and isinstance(value, str)
             else (key, value)
             for key, value in template.attributes
         ]
@@ -1109,15 +1109,16 @@ class LocalOne(OneApi):
     def _decrypted(self, oid: int, body: str) -> str:
         from onetools.one import secrets
 
-        if secrets.ENCRYPTED_ATTRIBUTE not in body:
+        if secrets.MARKER not in body:
             return body
         root = bodies.parse_body(body)
         template = root.find("TEMPLATE")
         if template is None:
             return body
-        for element in template.findall(secrets.ENCRYPTED_ATTRIBUTE):
-            if len(element) == 0 and element.text:
-                element.text = secrets.unseal(element.text, self._key_file(), oid)
+        for attribute in secrets.SECRET_MEMBERS:
+            for element in template.findall(attribute):
+                if len(element) == 0 and element.text:
+                    element.text = secrets.unseal(element.text, self._key_file(), oid, attribute)
         return bodies.serialize(root)
 
     def pool(

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 ENCRYPTED_ATTRIBUTE = "PROVISION_BODY"
+#: The member of a JSON object value that is sealed, per template attribute.  oned encrypts
+#: only ``PROVISION_BODY``; the store also seals a provision's Terraform data (``BODY`` of a
+#: type-103 document: ``tf``, whose state can hold what the cloud returned about its servers),
+#: which oned keeps in clear.  A ``BODY`` that is not a JSON object is never encrypted.
+SECRET_MEMBERS: dict[str, str] = {ENCRYPTED_ATTRIBUTE: "connection", "BODY": "tf"}
 MARKER = "$encrypted"
 PREFIX = MARKER + ":"
 KEY_BYTES = 32
@@ -117,51 +122,54 @@ def _as_object(value: str) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def is_sealed(value: str) -> bool:
+def is_sealed(value: str, attribute: str = ENCRYPTED_ATTRIBUTE) -> bool:
     """Whether ``value`` is already in the stored (encrypted) form."""
-    if value.startswith(PREFIX):
+    if attribute == ENCRYPTED_ATTRIBUTE and value.startswith(PREFIX):
         return True
     parsed = _as_object(value)
     if parsed is None:
         return False
-    connection = parsed.get("connection")
-    return isinstance(connection, dict) and set(connection) == {MARKER}
+    member = parsed.get(SECRET_MEMBERS[attribute])
+    return isinstance(member, dict) and set(member) == {MARKER}
 
 
-def needs_key(value: str) -> bool:
-    """Whether sealing ``value`` encrypts anything (a JSON object without ``connection``
+def needs_key(value: str, attribute: str = ENCRYPTED_ATTRIBUTE) -> bool:
+    """Whether sealing ``value`` encrypts anything (a JSON object without the secret member
     has nothing secret, and needs no key)."""
-    if is_sealed(value):
+    if is_sealed(value, attribute):
         return False
     parsed = _as_object(value)
-    return parsed is None or "connection" in parsed
+    if parsed is None:
+        return attribute == ENCRYPTED_ATTRIBUTE
+    return SECRET_MEMBERS[attribute] in parsed
 
 
-def seal(value: str, keys: KeyFile, document_id: int) -> str:
-    """The stored form of a clear ``PROVISION_BODY`` (values already sealed are kept: oned
+def seal(value: str, keys: KeyFile, document_id: int, attribute: str = ENCRYPTED_ATTRIBUTE) -> str:
+    """The stored form of a clear ``attribute`` value (values already sealed are kept: oned
     would encrypt them a second time)."""
-    if is_sealed(value):
+    if not needs_key(value, attribute):
         return value
     parsed = _as_object(value)
     if parsed is None:
         return PREFIX + encrypt(value, keys.load(create=True), document_id)
-    if "connection" not in parsed:
-        return value
-    clear = json.dumps(parsed["connection"], separators=(",", ":"))
-    parsed["connection"] = {MARKER: encrypt(clear, keys.load(create=True), document_id)}
+    member = SECRET_MEMBERS[attribute]
+    clear = json.dumps(parsed[member], separators=(",", ":"))
+    parsed[member] = {MARKER: encrypt(clear, keys.load(create=True), document_id)}
     return json.dumps(parsed, separators=(",", ":"))
 
 
-def unseal(value: str, keys: KeyFile, document_id: int) -> str:
-    """The clear form of a stored ``PROVISION_BODY`` (a JSON body comes back compact)."""
-    if value.startswith(PREFIX):
+def unseal(
+    value: str, keys: KeyFile, document_id: int, attribute: str = ENCRYPTED_ATTRIBUTE
+) -> str:
+    """The clear form of a stored ``attribute`` value (a JSON body comes back compact)."""
+    if attribute == ENCRYPTED_ATTRIBUTE and value.startswith(PREFIX):
         return decrypt(value[len(PREFIX) :], keys.load(create=False), document_id, keys.path)
+    if not is_sealed(value, attribute):
+        return value
     parsed = _as_object(value)
-    if parsed is None:
-        return value
-    connection = parsed.get("connection")
-    if not (isinstance(connection, dict) and set(connection) == {MARKER}):
-        return value
-    clear = decrypt(str(connection[MARKER]), keys.load(create=False), document_id, keys.path)
-    parsed["connection"] = json.loads(clear)
+    assert parsed is not None  # is_sealed parsed it
+    member = SECRET_MEMBERS[attribute]
+    token = str(parsed[member][MARKER])
+    clear = decrypt(token, keys.load(create=False), document_id, keys.path)
+    parsed[member] = json.loads(clear)
     return json.dumps(parsed, separators=(",", ":"))

@@ -314,7 +314,7 @@ class Provision:
         self.save()
 
     def reload(self) -> None:
-        self.document = self.one.info(DOCUMENT, self.id)
+        self.document = self.one.info(DOCUMENT, self.id, decrypt=True)
         self.body = _body_of(self.document) or self.body
 
     def add_entry(self, group: str, key: str, oid: int, name: str) -> None:
@@ -341,7 +341,7 @@ class Provision:
 
 def get_provision(one: OneApi, oid: int) -> Provision:
     """The provision document ``oid`` (a document of another type is not found)."""
-    document = one.info(DOCUMENT, oid)
+    document = one.info(DOCUMENT, oid, decrypt=True)
     if document.int("TYPE") != DOC_PROVISION:
         raise NotFoundError(f"[one.document.info] Error getting document [{oid}].", oid)
     body = _body_of(document)
