@@ -55,7 +55,7 @@ CHILD = """\
 import json, sys, time
 from onetools.provision import ansible, terraform
 
-timings = {"terraform": 0.0, "ansible": 0.0, "terraform_calls": 0, "ansible_calls": 0}
+timings = {}
 
 def timed(kind, function):
     def wrapper(*args, **kwargs):
@@ -63,13 +63,16 @@ def timed(kind, function):
         try:
             return function(*args, **kwargs)
         finally:
-            timings[kind] += time.perf_counter() - start
-            timings[kind + "_calls"] += 1
+            timings[kind] = timings.get(kind, 0.0) + time.perf_counter() - start
+            timings[kind + "_calls"] = timings.get(kind + "_calls", 0) + 1
     return wrapper
 
 terraform.TerraformRunner.apply = timed("terraform", terraform.TerraformRunner.apply)
 terraform.TerraformRunner.destroy = timed("terraform", terraform.TerraformRunner.destroy)
 ansible.run_playbooks = timed("ansible", ansible.run_playbooks)
+# inside run_playbooks (private, looked up at call time): the SSH check and the playbooks
+ansible._check_ssh = timed("ssh_check", ansible._check_ssh)
+ansible._run_playbook = timed("playbooks", ansible._run_playbook)
 
 from onetools.cli.oneprovision import main
 
@@ -170,15 +173,39 @@ def run_timed(arguments: list[str], home: Path, work: Path) -> tuple[float, dict
     return wall, json.loads(timings_file.read_text()), completed.stdout
 
 
+def startup(home: Path) -> tuple[float, float]:
+    """Median seconds of ``python -c pass`` and of ``oneprovision list`` (fresh processes):
+    the part of "outside" that any command pays."""
+    import statistics
+
+    env = dict(os.environ, ONETOOLS_HOME=str(home))
+    figures = []
+    script = Path(sys.executable).with_name("oneprovision")
+    for command in ([sys.executable, "-c", "pass"], [str(script), "list"]):
+        walls = []
+        for _ in range(5):
+            start = time.perf_counter()
+            subprocess.run(command, env=env, capture_output=True, check=True)
+            walls.append(time.perf_counter() - start)
+        figures.append(statistics.median(walls))
+    return figures[0], figures[1]
+
+
 def report(label: str, wall: float, timings: dict[str, Any]) -> None:
     """One line of figures: wall, Terraform, Ansible, outside and its share."""
-    engines = timings["terraform"] + timings["ansible"]
-    outside = wall - engines
+    terraform = timings.get("terraform", 0.0)
+    ansible = timings.get("ansible", 0.0)
+    outside = wall - terraform - ansible
     print(
-        f"  {label:<28} wall {wall:7.2f} s | terraform {timings['terraform']:6.2f} s "
-        f"({timings['terraform_calls']} runs) | ansible {timings['ansible']:6.2f} s | "
+        f"  {label:<8} wall {wall:7.2f} s | terraform {terraform:6.2f} s "
+        f"({timings.get('terraform_calls', 0)} runs) | ansible {ansible:6.2f} s | "
         f"outside {outside:6.2f} s = {100 * outside / wall:4.1f}%"
     )
+    if ansible:
+        print(
+            f"  {'':<8} ansible = SSH check {timings.get('ssh_check', 0.0):.2f} s + playbooks "
+            f"{timings.get('playbooks', 0.0):.2f} s + run directory and clean-up"
+        )
 
 
 def bench(
@@ -204,6 +231,8 @@ def bench(
         delete = ["delete", found.group(1), "--batch", *engines]
         wall_delete, timings, _ = run_timed(delete, home, work)
         report("delete", wall_delete, timings)
+        python, listing = startup(home)
+        print(f"  start-up: python -c pass {python:.2f} s, oneprovision list {listing:.2f} s")
         for host in hosts:  # the next run finds clean hosts
             shutil.rmtree(host.root_dir, ignore_errors=True)
             host.root_dir.mkdir()
