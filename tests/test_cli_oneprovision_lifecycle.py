@@ -443,3 +443,42 @@ def test_json_output_gives_json_log_lines(env: dict[str, str], tmp_path: Path) -
     assert "nosuch" in messages[1]
     assert last.startswith("ERROR : ")  # the command's own failure line, as every command's
     assert oneprovision(env, "delete", "0", "-b").code == 0
+
+
+CLOUD = """\
+name: 'cloud-edge'
+defaults:
+  provision: {provider_name: 'do1'}
+cluster: {name: "${provision}"}
+hosts:
+  - {im_mad: kvm, vm_mad: kvm, provision: {hostname: 'node${index}', count: 2, image: x, size: y}}
+"""
+
+
+def test_own_template_directory_without_the_provider_fails_the_step(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # --templates points at the user's own Terraform templates; one without the provider's
+    # folder is a failed step: ERROR (resumable, deletable) or, with --fail-cleanup, nothing left
+    provider = write(
+        tmp_path,
+        "name: do1\nprovider: digitalocean\nconnection: {token: T0KEN, region: nyc3}\n",
+        "do.yml",
+    )
+    assert run_tool("oneprovider", "create", str(provider), env=env).code == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    template = str(write(tmp_path, CLOUD))
+    args = ["create", template, "--batch", "--skip-config", "--templates", str(mine)]
+    cleaned = oneprovision(env, *args, "--fail-cleanup")
+    assert cleaned.code == 255
+    assert f"no Terraform templates for provider 'digitalocean' in {mine}" in cleaned.err
+    assert "was cleaned up: nothing was left" in cleaned.err
+    assert leftovers(env) == {}
+
+    failed = oneprovision(env, *args)
+    assert failed.code == 255
+    (provision,) = listed(env, "provision")
+    assert provision["TEMPLATE"]["BODY"]["state"] == 4  # ERROR
+    assert oneprovision(env, "delete", provision["ID"], "--batch").code == 0
+    assert leftovers(env) == {}

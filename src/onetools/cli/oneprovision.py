@@ -203,6 +203,9 @@ def _create_options(args: argparse.Namespace) -> Any:
         threads=int(getattr(args, "threads", 3)),
         ping_retries=int(getattr(args, "ping_retries", 30)),
         ping_timeout=float(getattr(args, "ping_timeout", 20)),
+        playbook_dir=getattr(args, "playbooks", None),
+        template_dir=getattr(args, "templates", None),
+        terraform_binary=getattr(args, "terraform", None),
     )
 
 
@@ -245,7 +248,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from onetools.provision.lifecycle import DeleteOptions, delete
 
     options = DeleteOptions(
-        cleanup=bool(args.cleanup), cleanup_timeout=int(args.cleanup_timeout), force=args.force
+        cleanup=bool(args.cleanup),
+        cleanup_timeout=int(args.cleanup_timeout),
+        force=args.force,
+        template_dir=getattr(args, "templates", None),
+        terraform_binary=getattr(args, "terraform", None),
     )
     with open_one(args) as one:
         delete(one, _provision_id(one, args.provision), options, _ui(args), _policy(args))
@@ -628,6 +635,28 @@ def _cleanup_parent() -> argparse.ArgumentParser:
     return parent
 
 
+def _engines_parent() -> argparse.ArgumentParser:
+    """Where Terraform templates, playbooks and the Terraform engine come from."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("engines")
+    group.add_argument(
+        "--templates",
+        metavar="DIR",
+        help="Terraform templates, one folder per provider (default: the shipped templates/)",
+    )
+    group.add_argument(
+        "--playbooks",
+        metavar="DIR",
+        help="Ansible playbooks (default: $ONETOOLS_PLAYBOOKS, else the shipped playbooks/)",
+    )
+    group.add_argument(
+        "--terraform",
+        metavar="PATH",
+        help="a terraform or tofu binary (default: $ONETOOLS_TERRAFORM, else the embedded one)",
+    )
+    return parent
+
+
 def _force_parent(text: str) -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("-F", "--force", action="store_true", help=text)
@@ -683,7 +712,7 @@ def build_parser(selected: str | None = None) -> ToolParser:
         cmd_create,
         "deploy a new provision",
         CREATE_HELP,
-        [modes, _threads_parent(), _cleanup_parent(), output],
+        [modes, _threads_parent(), _cleanup_parent(), _engines_parent(), output],
     )
     create.add_argument("file", metavar="FILE", nargs="?", help="provision template (YAML)")
     create.add_argument(
@@ -739,7 +768,14 @@ def build_parser(selected: str | None = None) -> ToolParser:
         cmd_delete,
         "delete a provision",
         DELETE_HELP,
-        [modes, _threads_parent(), _cleanup_parent(), _force_parent("ignore errors"), output],
+        [
+            modes,
+            _threads_parent(),
+            _cleanup_parent(),
+            _force_parent("ignore errors"),
+            _engines_parent(),
+            output,
+        ],
     )
     delete.add_argument("provision", metavar="ID|NAME")
 

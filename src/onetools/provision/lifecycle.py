@@ -924,13 +924,22 @@ class _Run:
 
         self.ui.warning("This operation can take tens of minutes. Please be patient.")
         objects = tf_objects(self.one, self.provision)
-        conf = terraform.render_configuration(
-            self.provider.driver,
-            self.provider.connection,
-            objects,
-            self.options.template_dir,
-            self.plan.ceph_vars,
-        )
+
+        def render() -> str:
+            return terraform.render_configuration(
+                self.provider.driver,
+                self.provider.connection,
+                objects,
+                self.options.template_dir,
+                self.plan.ceph_vars,
+            )
+
+        # a template that does not render is a failed step like any other: the fail modes
+        # decide (retry after fixing the template, cleanup, quit)
+        rendered = self.handler.run("Failed to render the Terraform configuration", render)
+        if isinstance(rendered, Skipped):
+            return
+        conf: str = rendered
         variables = terraform.terraform_variables(self.provider.driver, self.provider.connection)
         runner = terraform.TerraformRunner(
             workdir_parent(self.provision, self.options.workdir_root),
@@ -1367,7 +1376,8 @@ def _continue(
             raise StepFailed(
                 f"Provision {oid} failed ({request.what}) and was cleaned up: nothing was left"
             ) from None
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, OnetoolsError):
+            # whatever stopped the run, the provision says so (ERROR: resumable, deletable)
             _mark_error(provision)()
             raise
         return provision
