@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 APT_PACKAGES := python3 python3-venv python3-dev build-essential pkg-config \
                 libaugeas-dev augeas-lenses mariadb-server postgresql \
                 default-libmysqlclient-dev time \
-                openssh-server openssh-client iproute2
+                openssh-server openssh-client iproute2 \
+                docker-registry skopeo qemu-utils e2fsprogs
 
 .PHONY: all demo test lint typecheck pytest system-deps venv install clean
 
