@@ -1,0 +1,231 @@
+"""Apply image layers (tar, tar.gz) to a root directory without trusting them.
+
+A layer is checked in full before anything is written, and refused as a whole (one
+``LayerError`` line) when an entry is hostile:
+
+- a path that is absolute or has a ``..`` component (after dropping a leading ``./``);
+- a path, whiteout or hardlink that would go THROUGH a symlink — one already in the root from a
+  lower layer, or one this layer creates earlier (the "symlink then write" trick).  Symlinks
+  themselves are created as they are (absolute targets are normal inside an image); they are
+  never followed while applying;
+- a hardlink whose target is absolute, has ``..``, or does not exist inside the root.
+
+Other rules:
+
+- OCI whiteouts: ``<dir>/.wh.<name>`` removes ``name`` from the lower layers, and
+  ``<dir>/.wh..wh..opq`` empties ``dir`` of what the lower layers put there.  Whiteouts are
+  applied before the layer's own entries, so siblings in the same layer survive an opaque dir.
+- Device nodes and FIFOs are skipped with a warning (a disk image must not get device files
+  from a registry; the guest's udev/devtmpfs makes what it needs).
+- setuid and setgid bits are dropped from every file and directory (an image from a registry
+  must not bring privileged binaries; the sticky bit, e.g. on /tmp, is kept).  Files that need
+  them (``su``, ``sudo``, ``passwd``) lose them: the image builder documents this.
+- Ownership from the tar is applied only when running as root AND ``preserve_owner`` is asked;
+  otherwise everything belongs to the user applying the layer.
+- Directory modes are set after all entries are written, so read-only dirs do not block writes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+from pathlib import Path, PurePosixPath
+
+from onetools.errors import OnetoolsError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+KEPT_MODE_BITS = 0o1777  # drop setuid (0o4000) and setgid (0o2000)
+CHUNK = 1024 * 1024
+
+
+class LayerError(OnetoolsError):
+    """A layer cannot be applied (hostile entry, unreadable archive, I/O failure)."""
+
+
+def _clean_name(name: str, what: str, layer: str) -> str:
+    """The member path relative to the root, or a LayerError if it could escape it."""
+    while name.startswith("./"):
+        name = name[2:]
+    name = name.rstrip("/")
+    if name in ("", "."):
+        return ""
+    if name.startswith("/"):
+        raise LayerError(f"layer {layer}: {what} {name!r} is an absolute path")
+    parts = PurePosixPath(name).parts
+    if ".." in parts:
+        raise LayerError(f"layer {layer}: {what} {name!r} escapes the root")
+    return "/".join(part for part in parts if part != ".")
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:index]) for index in range(1, len(parts))]
+
+
+def _through_symlink(root: Path, name: str, layer_symlinks: set[str]) -> str | None:
+    """The first parent of ``name`` that is a symlink (in the root or this layer), or None."""
+    for parent in _parents(name):
+        if parent in layer_symlinks:
+            return parent
+        try:
+            if stat.S_ISLNK(os.lstat(root / parent).st_mode):
+                return parent
+        except FileNotFoundError:
+            return None
+        except NotADirectoryError:
+            return None
+    return None
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, symlink or directory tree without following symlinks."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _check_layer(
+    members: list[tarfile.TarInfo], root: Path, layer: str
+) -> list[tuple[tarfile.TarInfo, str]]:
+    """Validate every entry; return (member, clean name) pairs in archive order."""
+    checked: list[tuple[tarfile.TarInfo, str]] = []
+    layer_symlinks: set[str] = set()
+    layer_names: set[str] = set()
+    for member in members:
+        name = _clean_name(member.name, "entry", layer)
+        if not name:
+            continue
+        via = _through_symlink(root, name, layer_symlinks)
+        if via is not None:
+            raise LayerError(f"layer {layer}: entry {name!r} goes through the symlink {via!r}")
+        if member.islnk():
+            target = _clean_name(member.linkname, "hardlink target", layer)
+            if not target:
+                raise LayerError(f"layer {layer}: hardlink {name!r} points at the root")
+            via = _through_symlink(root, target, layer_symlinks)
+            if via is not None or target in layer_symlinks:
+                raise LayerError(f"layer {layer}: hardlink {name!r} goes through a symlink")
+            if target not in layer_names and not os.path.lexists(root / target):
+                raise LayerError(f"layer {layer}: hardlink {name!r} -> {target!r} has no target")
+        if member.issym():
+            layer_symlinks.add(name)
+        else:
+            layer_symlinks.discard(name)
+        layer_names.add(name)
+        checked.append((member, name))
+    return checked
+
+
+def apply_layer(
+    archive: Path,
+    root: Path,
+    *,
+    preserve_owner: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> None:
+    """Apply one layer archive (tar, or tar compressed with gzip/bzip2/xz) onto ``root``."""
+    layer = archive.name
+    warn = warn or (lambda message: None)
+    apply_owner = preserve_owner and os.geteuid() == 0
+    try:
+        tar = tarfile.open(archive, mode="r:*")  # noqa: SIM115 - closed by the with below
+    except (tarfile.TarError, OSError) as error:
+        raise LayerError(f"layer {layer}: not a readable tar archive ({error})") from None
+    with tar:
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as error:
+            raise LayerError(f"layer {layer}: damaged tar archive ({error})") from None
+        checked = _check_layer(members, root, layer)
+        try:
+            _apply_checked(tar, checked, root, layer, apply_owner, warn)
+        except OSError as error:
+            raise LayerError(f"layer {layer}: cannot write {error.filename}: {error}") from None
+        except (tarfile.TarError, EOFError) as error:
+            raise LayerError(f"layer {layer}: damaged tar archive ({error})") from None
+
+
+def _apply_checked(
+    tar: tarfile.TarFile,
+    checked: list[tuple[tarfile.TarInfo, str]],
+    root: Path,
+    layer: str,
+    apply_owner: bool,
+    warn: Callable[[str], None],
+) -> None:
+    # Whiteouts first: they act on the lower layers only (OCI image spec, layer changesets).
+    for _member, name in checked:
+        directory, _, base = name.rpartition("/")
+        parent = root / directory
+        if base == OPAQUE_MARKER:
+            if os.path.isdir(parent) and not os.path.islink(parent):
+                for child in os.listdir(parent):
+                    _remove(parent / child)
+        elif base.startswith(WHITEOUT_PREFIX):
+            _remove(parent / base[len(WHITEOUT_PREFIX) :])
+    directory_modes: list[tuple[Path, int, float]] = []
+    for member, name in checked:
+        base = name.rpartition("/")[2]
+        if base.startswith(WHITEOUT_PREFIX):
+            continue
+        target = root / name
+        for parent_name in _parents(name):
+            parent_path = root / parent_name
+            if not os.path.isdir(parent_path):
+                _remove(parent_path)
+                parent_path.mkdir(mode=0o755)
+        mode = member.mode & KEPT_MODE_BITS
+        if member.isdir():
+            if os.path.lexists(target) and not (
+                os.path.isdir(target) and not os.path.islink(target)
+            ):
+                _remove(target)
+            target.mkdir(mode=0o700, exist_ok=True)
+            directory_modes.append((target, mode, member.mtime))
+        elif member.isfile():
+            _remove(target)
+            source = tar.extractfile(member)
+            if source is None:
+                raise LayerError(f"layer {layer}: cannot read {name!r}")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            descriptor = os.open(target, flags, 0o600)
+            with os.fdopen(descriptor, "wb") as output, source:
+                shutil.copyfileobj(source, output, CHUNK)
+            os.chmod(target, mode)
+        elif member.issym():
+            _remove(target)
+            os.symlink(member.linkname, target)
+        elif member.islnk():
+            link_target = root / _clean_name(member.linkname, "hardlink target", layer)
+            if os.path.islink(link_target):
+                raise LayerError(f"layer {layer}: hardlink {name!r} points at a symlink")
+            _remove(target)
+            os.link(link_target, target, follow_symlinks=False)
+            continue  # a hardlink shares the inode: owner and times are the target's
+        elif member.ischr() or member.isblk() or member.isfifo():
+            kind = "FIFO" if member.isfifo() else "device node"
+            warn(f"layer {layer}: skipped {kind} {name!r}")
+            continue
+        else:
+            warn(f"layer {layer}: skipped {name!r} of unknown tar type {member.type!r}")
+            continue
+        if apply_owner:
+            os.lchown(target, member.uid, member.gid)
+        if not member.isdir():
+            os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+    # Deepest first so setting a parent's mtime is not undone by its children.
+    for path, mode, mtime in reversed(directory_modes):
+        os.chmod(path, mode)
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
