@@ -131,6 +131,43 @@ step oneprovider create "$demo/aws-broken.yml"
 step oneprovider list
 step oneprovider delete rack-12
 step oneprovider list
+say "oneprovision: an on-premise edge cluster from a provision template (no cloud needed)"
+printf 'name: rack-7\nprovider: onprem\n' > "$demo/rack-7.yml"
+step oneprovider create "$demo/rack-7.yml"
+cat > "$demo/edge.yml" <<'YAML'
+name: 'edge-rack-7'
+defaults:
+  provision: {provider_name: 'rack-7'}
+inputs:
+  - {name: 'nodes', type: 'array', default: 'node1;node2', description: 'host names'}
+cluster: {name: "${provision}", datastores: [1, 2]}
+hosts:
+  - im_mad: kvm
+    vm_mad: kvm
+    provision: {hostname: "${input.nodes}"}
+datastores:
+  - {name: "${provision}-images", ds_mad: fs, tm_mad: ssh}
+networks:
+  - name: "${provision}-public"
+    vn_mad: bridge
+    bridge: br0
+    ar: [{type: IP4, ip: 10.7.0.1, size: 16}]
+templates:
+  - {name: "${provision}-vm", cpu: 1, memory: 512}
+YAML
+cat "$demo/edge.yml"
+step oneprovision validate "$demo/edge.yml"
+# --skip-config: the hosts are names, not machines this demo can reach over SSH
+step oneprovision create "$demo/edge.yml" --batch --skip-config --user-inputs 'nodes=node1;node2;node3'
+step oneprovision list
+step oneprovision show edge-rack-7
+step oneprovision host list
+say "A broken template is refused with the file and the line"
+printf 'name: broken\nhosts:\n  - im_mad: kvm\n    provision: {hostname: [unclosed\n' > "$demo/broken.yml"
+step oneprovision validate "$demo/broken.yml"
+step oneprovision delete edge-rack-7 --batch
+step oneprovision list
+
 say "The embedded store is an OpenNebula database"
 step onedb version -s "$ONETOOLS_HOME/one.db"
 echo; echo "Demo files left in $demo"
