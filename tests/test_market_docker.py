@@ -539,6 +539,48 @@ def test_write_through_lower_layer_absolute_symlink_refused(tmp_path: Path) -> N
     assert os.listdir(outside) == []
 
 
+def test_layer_may_replace_a_lower_symlink(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    lower = [
+        Entry("usr", "dir"),
+        Entry("usr/lib", "dir"),
+        Entry("lib", "symlink", target="usr/lib"),
+    ]
+    lower += [Entry("sbin", "symlink", target="/outside"), Entry("opt", "dir")]
+    lower += [Entry("opt/tool", "symlink", target="/outside")]
+    apply_layer(_layer_file(tmp_path, "l1", lower), root)
+    upper = [
+        Entry(".wh.lib"),
+        Entry("lib/x", data=b"x"),  # whited-out symlink: lib is a new directory
+        Entry("sbin", "dir"),
+        Entry("sbin/init", data=b"i"),  # the dir entry replaced the symlink first
+        Entry("opt/.wh..wh..opq"),
+        Entry("opt/tool/bin", data=b"b"),  # opaque dir: the lower symlink is gone
+    ]
+    apply_layer(_layer_file(tmp_path, "l2", upper), root)
+    assert (root / "lib/x").read_bytes() == b"x" and not (root / "lib").is_symlink()
+    assert (root / "sbin/init").read_bytes() == b"i" and not (root / "sbin").is_symlink()
+    assert (root / "opt/tool/bin").read_bytes() == b"b"
+    assert sorted(os.listdir(root / "usr/lib")) == []
+
+
+def test_ownership_applied_as_root_only_when_asked(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("ownership is only applied when running as root")
+    layer = tmp_path / "owned.tar"
+    with tarfile.open(layer, "w") as tar:
+        info = tarfile.TarInfo("owned")
+        info.uid, info.gid, info.size = 1234, 4321, 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    for preserve, expected in ((True, (1234, 4321)), (False, (0, 0))):
+        root = tmp_path / f"root-{preserve}"
+        root.mkdir()
+        apply_layer(layer, root, preserve_owner=preserve)
+        status = os.lstat(root / "owned")
+        assert (status.st_uid, status.st_gid) == expected
+
+
 def test_device_nodes_and_fifos_skipped(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()

@@ -31,6 +31,7 @@ import os
 import shutil
 import stat
 import tarfile
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from onetools.errors import OnetoolsError
@@ -69,17 +70,36 @@ def _parents(name: str) -> list[str]:
     return ["/".join(parts[:index]) for index in range(1, len(parts))]
 
 
-def _through_symlink(root: Path, name: str, layer_symlinks: set[str]) -> str | None:
+@dataclass
+class _LayerState:
+    """What the layer being checked does to paths, so lower-layer symlinks it replaces or
+    whites out are not held against it."""
+
+    symlinks: set[str] = field(default_factory=set)  # made by this layer (so far)
+    replaced: set[str] = field(default_factory=set)  # made by this layer as non-symlinks
+    removed: set[str] = field(default_factory=set)  # whited out from the lower layers
+    opaque: set[str] = field(default_factory=set)  # dirs emptied of lower-layer content
+
+    def lower_is_gone(self, path: str) -> bool:
+        """Whether the lower layers' ``path`` is deleted by this layer's whiteouts."""
+        if path in self.removed:
+            return True
+        return any(
+            parent in self.opaque or parent in self.removed for parent in _parents(path)
+        ) or ("" in self.opaque)
+
+
+def _through_symlink(root: Path, name: str, state: _LayerState) -> str | None:
     """The first parent of ``name`` that is a symlink (in the root or this layer), or None."""
     for parent in _parents(name):
-        if parent in layer_symlinks:
+        if parent in state.symlinks:
             return parent
+        if parent in state.replaced or state.lower_is_gone(parent):
+            continue
         try:
             if stat.S_ISLNK(os.lstat(root / parent).st_mode):
                 return parent
-        except FileNotFoundError:
-            return None
-        except NotADirectoryError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
     return None
 
@@ -100,32 +120,47 @@ def _check_layer(
     members: list[tarfile.TarInfo], root: Path, layer: str
 ) -> list[tuple[tarfile.TarInfo, str]]:
     """Validate every entry; return (member, clean name) pairs in archive order."""
-    checked: list[tuple[tarfile.TarInfo, str]] = []
-    layer_symlinks: set[str] = set()
+    named = [(member, _clean_name(member.name, "entry", layer)) for member in members]
+    named = [(member, name) for member, name in named if name]
+    state = _LayerState()
+    # Whiteouts act before the layer's files (see _apply_checked), so collect them first.
+    for _member, name in named:
+        directory, _, base = name.rpartition("/")
+        if base == OPAQUE_MARKER:
+            state.opaque.add(directory)
+        elif base.startswith(WHITEOUT_PREFIX):
+            whited = base[len(WHITEOUT_PREFIX) :]
+            if whited in ("", ".", ".."):
+                raise LayerError(f"layer {layer}: bad whiteout {name!r}")
+            state.removed.add(f"{directory}/{whited}" if directory else whited)
     layer_names: set[str] = set()
-    for member in members:
-        name = _clean_name(member.name, "entry", layer)
-        if not name:
-            continue
-        via = _through_symlink(root, name, layer_symlinks)
+    for member, name in named:
+        base = name.rpartition("/")[2]
+        is_whiteout = base.startswith(WHITEOUT_PREFIX)
+        # A whiteout is judged against the lower layers alone: this layer's own entries do not
+        # exist yet when whiteouts are applied.
+        via = _through_symlink(root, name, _LayerState() if is_whiteout else state)
         if via is not None:
             raise LayerError(f"layer {layer}: entry {name!r} goes through the symlink {via!r}")
+        if is_whiteout:
+            continue
         if member.islnk():
             target = _clean_name(member.linkname, "hardlink target", layer)
             if not target:
                 raise LayerError(f"layer {layer}: hardlink {name!r} points at the root")
-            via = _through_symlink(root, target, layer_symlinks)
-            if via is not None or target in layer_symlinks:
+            if _through_symlink(root, target, state) is not None or target in state.symlinks:
                 raise LayerError(f"layer {layer}: hardlink {name!r} goes through a symlink")
-            if target not in layer_names and not os.path.lexists(root / target):
+            in_lower = not state.lower_is_gone(target) and os.path.lexists(root / target)
+            if target not in layer_names and not in_lower:
                 raise LayerError(f"layer {layer}: hardlink {name!r} -> {target!r} has no target")
         if member.issym():
-            layer_symlinks.add(name)
+            state.symlinks.add(name)
+            state.replaced.discard(name)
         else:
-            layer_symlinks.discard(name)
+            state.symlinks.discard(name)
+            state.replaced.add(name)
         layer_names.add(name)
-        checked.append((member, name))
-    return checked
+    return named
 
 
 def apply_layer(
@@ -183,6 +218,9 @@ def _apply_checked(
         target = root / name
         for parent_name in _parents(name):
             parent_path = root / parent_name
+            if os.path.islink(parent_path):
+                # The check refused every path through a symlink it could foresee; never follow.
+                raise LayerError(f"layer {layer}: {name!r} would go through a symlink")
             if not os.path.isdir(parent_path):
                 _remove(parent_path)
                 parent_path.mkdir(mode=0o755)
