@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["db_servers", "one_fixtures", "ssh_hosts"]
+pytest_plugins = ["db_servers", "market_servers", "one_fixtures", "ssh_hosts"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ONETOOLS_SHARED_DATA", REPO.parent / "shared" / "data"))
