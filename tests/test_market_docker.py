@@ -351,6 +351,8 @@ class FakeRegistry:
     def __init__(self) -> None:
         self.routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
         self.token: str | None = None
+        self.issued_token: str | None = None  # what /token hands out (default: token)
+        self.delay = 0.0
         self.seen_auth: list[str] = []
         fake = self
 
@@ -359,8 +361,10 @@ class FakeRegistry:
                 path = self.path.split("?")[0]
                 authorization = self.headers.get("Authorization", "")
                 fake.seen_auth.append(f"{path} {authorization}")
+                time.sleep(fake.delay)
                 if path == "/token":
-                    self._send(200, {}, json.dumps({"token": fake.token}).encode())
+                    issued = fake.issued_token or fake.token
+                    self._send(200, {}, json.dumps({"access_token": issued}).encode())
                     return
                 if fake.token and authorization != f"Bearer {fake.token}":
                     challenge = (
@@ -424,6 +428,48 @@ def test_bearer_token_flow(fake_registry: FakeRegistry, tmp_path: Path) -> None:
     assert len(pulled.layers) == 1
     assert "/token " in fake_registry.seen_auth  # the token request itself was anonymous
     assert "/v2/test/img/manifests/v1 Bearer t0ken" in fake_registry.seen_auth
+
+
+def test_wrong_token_is_not_authorized(fake_registry: FakeRegistry, tmp_path: Path) -> None:
+    fake_registry.token = "t0ken"
+    fake_registry.issued_token = "stale"
+    fake_registry.add_image("test/img", "v1", make_layer([Entry("f", data=b"x")]))
+    with pytest.raises(RegistryError, match=r"not authorized by 127\.0\.0\.1"):
+        registry.pull(parse_docker_url(f"docker://{fake_registry.host}/test/img:v1"), tmp_path)
+
+
+def test_basic_challenge_unsupported(fake_registry: FakeRegistry, tmp_path: Path) -> None:
+    challenge = {"WWW-Authenticate": 'Basic realm="registry"'}
+    fake_registry.routes["/v2/test/img/manifests/v1"] = (401, challenge, b"{}")
+    with pytest.raises(RegistryError, match="asks for Basic authentication"):
+        registry.pull(parse_docker_url(f"docker://{fake_registry.host}/test/img:v1"), tmp_path)
+
+
+def test_schema1_and_zstd_refused(fake_registry: FakeRegistry, tmp_path: Path) -> None:
+    schema1 = json.dumps({"schemaVersion": 1, "name": "test/img", "fsLayers": []}).encode()
+    prettyjws = {"Content-Type": "application/vnd.docker.distribution.manifest.v1+prettyjws"}
+    fake_registry.routes["/v2/test/img/manifests/old"] = (200, prettyjws, schema1)
+    with pytest.raises(RegistryError, match="unsupported manifest type"):
+        registry.pull(parse_docker_url(f"docker://{fake_registry.host}/test/img:old"), tmp_path)
+    manifest = json.loads(fake_registry.add_image("test/img", "v1", b"zstd bytes"))
+    manifest["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd"
+    content_type = {"Content-Type": registry.MEDIA_OCI_MANIFEST}
+    fake_registry.routes["/v2/test/img/manifests/v1"] = (
+        200,
+        content_type,
+        json.dumps(manifest).encode(),
+    )
+    with pytest.raises(RegistryError, match="zstd-compressed: not supported"):
+        registry.pull(parse_docker_url(f"docker://{fake_registry.host}/test/img:v1"), tmp_path)
+
+
+def test_silent_registry_times_out(fake_registry: FakeRegistry, tmp_path: Path) -> None:
+    fake_registry.delay = 3
+    url = f"docker://{fake_registry.host}/test/img:v1"
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match=r"cannot reach .* timed out"):
+        registry.pull(parse_docker_url(url), tmp_path, timeout=0.5)
+    assert time.monotonic() - started < 2.5
 
 
 def test_blob_redirect_followed_without_token(fake_registry: FakeRegistry, tmp_path: Path) -> None:

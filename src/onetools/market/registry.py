@@ -451,6 +451,12 @@ class RegistryClient:
             return _load_json(path.read_bytes(), "image config")
 
 
+def _has_zstd() -> bool:
+    import tarfile
+
+    return "zst" in getattr(tarfile.TarFile, "OPEN_METH", {})
+
+
 def _load_json(body: bytes, what: str) -> dict[str, object]:
     try:
         document = json.loads(body)
@@ -483,6 +489,10 @@ def pull(
     client = RegistryClient(reference.registry, plain_http=reference.plain_http, timeout=timeout)
     manifest = client.manifest(reference.repository, reference.reference, platform)
     config = client.fetch_config(reference.repository, manifest.config)
+    for layer in manifest.layers:
+        # tarfile reads plain, gzip, bzip2 and xz tars; zstd layers need Python 3.14's zstd.
+        if "zstd" in layer.media_type and not _has_zstd():
+            raise RegistryError(f"layer {layer.digest[:19]} is zstd-compressed: not supported")
     layers = []
     for index, layer in enumerate(manifest.layers):
         path = directory / f"layer-{index:03d}"
