@@ -47,6 +47,7 @@ class Entry:
     data: bytes = b""
     target: str = ""
     mode: int = 0o644
+    uid: int = 0
 
 
 def make_layer(entries: list[Entry], compress: bool = True) -> bytes:
@@ -56,6 +57,7 @@ def make_layer(entries: list[Entry], compress: bool = True) -> bytes:
             info = tarfile.TarInfo(entry.name)
             info.mode = entry.mode
             info.mtime = 1_700_000_000
+            info.uid = info.gid = entry.uid
             if entry.kind == "file":
                 info.size = len(entry.data)
                 tar.addfile(info, io.BytesIO(entry.data))
@@ -160,6 +162,8 @@ UPPER = [
     Entry("cache/.wh..wh..opq"),
     Entry("cache/upper", data=b"kept\n"),
     Entry("etc/motd", data=b"hello from the upper layer\n"),
+    Entry("home", "dir"),
+    Entry("home/user", "dir", uid=1000, mode=0o750),
     Entry("bin/app-hard", "hardlink", target="bin/app"),
 ]
 
@@ -679,6 +683,11 @@ def test_build_raw_ext4_image(docker_registry: LocalRegistry, tmp_path: Path) ->
     assert "ssh_host_ed25519_key" not in debugfs(destination, "ls /etc/ssh")
     assert "one-context.d" in debugfs(destination, "ls /etc")
     assert "context: /one_entrypoint.sh" in messages
+    app = debugfs(destination, "stat /bin/app")
+    assert "Mode:  0755" in app and "Links: 2" in app  # setuid dropped, hardlink kept
+    if os.geteuid() == 0:  # layer ownership is kept only when the build runs as root
+        home = debugfs(destination, "stat /home/user")
+        assert "User:  1000" in home and "Mode:  0750" in home
 
 
 def test_build_qcow2_computed_size_no_context(
