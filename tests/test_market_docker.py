@@ -13,19 +13,19 @@ import hashlib
 import io
 import json
 import os
-import socket
 import stat
 import subprocess
 import tarfile
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from market_servers import DockerRegistry, free_port
 from onetools.market import docker_image, registry
 from onetools.market.docker_image import ImageBuildError, build_image
 from onetools.market.layers import LayerError, apply_layer
@@ -171,19 +171,18 @@ UPPER = [
 # -- the real registry -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
-class LocalRegistry:
-    host: str
-    process: subprocess.Popen[bytes]
-    pushed: dict[str, str] = field(default_factory=dict)
+class PushedImages:
+    """helper A's ``market_servers.DockerRegistry`` with this module's images pushed."""
+
+    server: DockerRegistry
+
+    @property
+    def host(self) -> str:
+        return self.server.host
 
     def push(self, layout: Path, name: str, tag: str, *extra: str) -> None:
+        """skopeo copy with extra options (``--all``, ``--format v2s2``) push_oci lacks."""
         subprocess.run(
             [
                 "skopeo",
@@ -196,6 +195,7 @@ class LocalRegistry:
             ],
             check=True,
             capture_output=True,
+            timeout=60,
         )
 
     def digest(self, name: str, tag: str, accept: str) -> str:
@@ -207,28 +207,12 @@ class LocalRegistry:
 
 
 @pytest.fixture(scope="module")
-def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
+def docker_images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PushedImages]:
+    """One real registry for the module (images pushed once), stopped at the end."""
     base = tmp_path_factory.mktemp("registry")
-    port = _free_port()
-    config = base / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {base / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
-    )
-    log = open(base / "registry.log", "wb")  # noqa: SIM115 - closed after the process stops
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
-    )
+    server = DockerRegistry(base)
     try:
-        for _attempt in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"docker-registry did not start: {(base / 'registry.log').read_text()}")
-        local = LocalRegistry(f"127.0.0.1:{port}", process)
+        local = PushedImages(server)
         layout = base / "layout-simple"
         write_layout(layout, "v1", {"amd64": [make_layer(LOWER), make_layer(UPPER)]})
         local.push(layout, "test/simple", "v1")  # skopeo keeps the OCI manifest
@@ -240,9 +224,7 @@ def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalR
         local.push(multi, "test/multi", "multi", "--all")
         yield local
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+        server.close()
 
 
 # -- URL grammar -----------------------------------------------------------------------------
@@ -293,9 +275,9 @@ def test_parse_refuses_bad_urls(url: str, message: str) -> None:
 # -- the real registry -----------------------------------------------------------------------
 
 
-def test_pull_oci_by_tag_and_digest(docker_registry: LocalRegistry, tmp_path: Path) -> None:
+def test_pull_oci_by_tag_and_digest(docker_images: PushedImages, tmp_path: Path) -> None:
     by_tag = registry.pull(
-        parse_docker_url(f"docker://{docker_registry.host}/test/simple:v1"), tmp_path
+        parse_docker_url(f"docker://{docker_images.host}/test/simple:v1"), tmp_path
     )
     assert by_tag.manifest.media_type == registry.MEDIA_OCI_MANIFEST
     assert len(by_tag.layers) == 2
@@ -303,26 +285,26 @@ def test_pull_oci_by_tag_and_digest(docker_registry: LocalRegistry, tmp_path: Pa
         assert sha256(path.read_bytes()) == descriptor.digest
     config = by_tag.config["config"]
     assert isinstance(config, dict) and config["Cmd"] == ["/bin/app"]
-    digest = docker_registry.digest("test/simple", "v1", registry.MEDIA_OCI_MANIFEST)
+    digest = docker_images.digest("test/simple", "v1", registry.MEDIA_OCI_MANIFEST)
     assert by_tag.manifest.digest == digest
     other = tmp_path / "by-digest"
     other.mkdir()
     by_digest = registry.pull(
-        parse_docker_url(f"docker://{docker_registry.host}/test/simple@{digest}"), other
+        parse_docker_url(f"docker://{docker_images.host}/test/simple@{digest}"), other
     )
     assert by_digest.manifest == by_tag.manifest
 
 
-def test_pull_docker_schema2(docker_registry: LocalRegistry, tmp_path: Path) -> None:
+def test_pull_docker_schema2(docker_images: PushedImages, tmp_path: Path) -> None:
     pulled = registry.pull(
-        parse_docker_url(f"docker://{docker_registry.host}/test/simple-s2:v1"), tmp_path
+        parse_docker_url(f"docker://{docker_images.host}/test/simple-s2:v1"), tmp_path
     )
     assert pulled.manifest.media_type == registry.MEDIA_DOCKER_MANIFEST
     assert len(pulled.layers) == 2
 
 
-def test_multi_arch_index_platform_choice(docker_registry: LocalRegistry, tmp_path: Path) -> None:
-    reference = parse_docker_url(f"docker://{docker_registry.host}/test/multi:multi")
+def test_multi_arch_index_platform_choice(docker_images: PushedImages, tmp_path: Path) -> None:
+    reference = parse_docker_url(f"docker://{docker_images.host}/test/multi:multi")
     for platform, expected in (("linux/amd64", b"amd64\n"), ("linux/arm64", b"arm64\n")):
         directory = tmp_path / platform.replace("/", "-")
         directory.mkdir()
@@ -334,14 +316,14 @@ def test_multi_arch_index_platform_choice(docker_registry: LocalRegistry, tmp_pa
         registry.pull(reference, tmp_path, platform="linux/s390x")
 
 
-def test_unknown_tag_is_one_clear_error(docker_registry: LocalRegistry, tmp_path: Path) -> None:
-    url = f"docker://{docker_registry.host}/test/simple:nosuchtag"
+def test_unknown_tag_is_one_clear_error(docker_images: PushedImages, tmp_path: Path) -> None:
+    url = f"docker://{docker_images.host}/test/simple:nosuchtag"
     with pytest.raises(RegistryError, match="answered 404: MANIFEST_UNKNOWN"):
         registry.pull(parse_docker_url(url), tmp_path)
 
 
-def test_tags_list(docker_registry: LocalRegistry) -> None:
-    client = registry.RegistryClient(docker_registry.host, plain_http=True)
+def test_tags_list(docker_images: PushedImages) -> None:
+    client = registry.RegistryClient(docker_images.host, plain_http=True)
     assert client.tags("test/simple") == ["v1"]
 
 
@@ -520,7 +502,7 @@ def test_dead_registry_leaves_nothing(tmp_path: Path) -> None:
     destination = tmp_path / "disk.img"
     work = tmp_path / "work"
     work.mkdir()
-    url = f"docker://127.0.0.1:{_free_port()}/test/img:v1"
+    url = f"docker://127.0.0.1:{free_port()}/test/img:v1"
     with pytest.raises(RegistryError, match="cannot reach"):
         build_image(url, destination, workdir=work, timeout=5)
     assert not destination.exists()
@@ -661,10 +643,10 @@ def debugfs(image: Path, request: str) -> str:
     return result.stdout
 
 
-def test_build_raw_ext4_image(docker_registry: LocalRegistry, tmp_path: Path) -> None:
+def test_build_raw_ext4_image(docker_images: PushedImages, tmp_path: Path) -> None:
     destination = tmp_path / "disk.raw"
     messages: list[str] = []
-    url = f"docker://{docker_registry.host}/test/simple:v1?size=40"
+    url = f"docker://{docker_images.host}/test/simple:v1?size=40"
     assert build_image(url, destination, progress=messages.append, workdir=tmp_path) == destination
     assert sorted(p.name for p in tmp_path.iterdir()) == ["disk.raw"]  # scratch and temp gone
     assert "Filesystem OS type" in debugfs(destination, "stats")
@@ -690,11 +672,9 @@ def test_build_raw_ext4_image(docker_registry: LocalRegistry, tmp_path: Path) ->
         assert "User:  1000" in home and "Mode:  0750" in home
 
 
-def test_build_qcow2_computed_size_no_context(
-    docker_registry: LocalRegistry, tmp_path: Path
-) -> None:
+def test_build_qcow2_computed_size_no_context(docker_images: PushedImages, tmp_path: Path) -> None:
     destination = tmp_path / "disk.qcow2"
-    url = f"docker://{docker_registry.host}/test/simple:v1?format=qcow2&context=no"
+    url = f"docker://{docker_images.host}/test/simple:v1?format=qcow2&context=no"
     build_image(url, destination, workdir=tmp_path)
     info = json.loads(
         subprocess.run(
@@ -722,10 +702,10 @@ def test_build_qcow2_computed_size_no_context(
     ],
 )
 def test_build_refuses_bad_options(
-    docker_registry: LocalRegistry, tmp_path: Path, query: str, message: str
+    docker_images: PushedImages, tmp_path: Path, query: str, message: str
 ) -> None:
     destination = tmp_path / "disk.img"
-    url = f"docker://{docker_registry.host}/test/simple:v1?{query}"
+    url = f"docker://{docker_images.host}/test/simple:v1?{query}"
     with pytest.raises(ImageBuildError, match=message):
         build_image(url, destination, workdir=tmp_path)
     assert list(tmp_path.iterdir()) == []
