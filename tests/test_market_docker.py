@@ -626,6 +626,27 @@ def test_device_nodes_and_fifos_skipped(tmp_path: Path) -> None:
     ]
 
 
+def test_layer_over_the_space_left_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    layer = _layer_file(tmp_path, "big", [Entry("a", data=b"x" * 600), Entry("b", data=b"y" * 600)])
+    with pytest.raises(LayerError, match="holds 1200 bytes of files, over the 1000 left"):
+        apply_layer(layer, root, max_bytes=1000)
+    assert os.listdir(root) == []
+    assert apply_layer(layer, root, max_bytes=1200) == 1200
+
+
+def test_hardlink_to_symlink_links_the_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text("host file")
+    root = tmp_path / "root"
+    root.mkdir()
+    entries = [Entry("s", "symlink", target=str(outside)), Entry("h", "hardlink", target="s")]
+    apply_layer(_layer_file(tmp_path, "l", entries), root)
+    assert os.readlink(root / "h") == str(outside)  # a second symlink, not the host file
+    assert os.stat(outside).st_nlink == 1
+
+
 def test_not_a_tar_refused(tmp_path: Path) -> None:
     junk = tmp_path / "junk"
     junk.write_bytes(b"not a tar at all" * 100)

@@ -194,9 +194,15 @@ def build_image(
         rootfs.mkdir()
         say(f"pulling {reference}")
         pulled = registry.pull(reference, blobs, platform=platform, timeout=timeout)
+        # With a size, layers whose files add up to more than the disk are refused up front.
+        space_left = size_mb * 1024 * 1024 if size_mb is not None else None
         for descriptor, path in pulled.layers:
             say(f"applying layer {descriptor.digest[:19]}")
-            layers.apply_layer(path, rootfs, preserve_owner=True, warn=say)
+            written = layers.apply_layer(
+                path, rootfs, preserve_owner=True, warn=say, max_bytes=space_left
+            )
+            if space_left is not None:
+                space_left = max(0, space_left - written)
             path.unlink()
         if context == "yes":
             for change in contextualize(rootfs, pulled.config):

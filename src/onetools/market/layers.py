@@ -148,7 +148,7 @@ def _check_layer(
             target = _clean_name(member.linkname, "hardlink target", layer)
             if not target:
                 raise LayerError(f"layer {layer}: hardlink {name!r} points at the root")
-            if _through_symlink(root, target, state) is not None or target in state.symlinks:
+            if _through_symlink(root, target, state) is not None:
                 raise LayerError(f"layer {layer}: hardlink {name!r} goes through a symlink")
             in_lower = not state.lower_is_gone(target) and os.path.lexists(root / target)
             if target not in layer_names and not in_lower:
@@ -169,8 +169,13 @@ def apply_layer(
     *,
     preserve_owner: bool = False,
     warn: Callable[[str], None] | None = None,
-) -> None:
-    """Apply one layer archive (tar, or tar compressed with gzip/bzip2/xz) onto ``root``."""
+    max_bytes: int | None = None,
+) -> int:
+    """Apply one layer archive (tar, or tar compressed with gzip/bzip2/xz) onto ``root``.
+
+    Returns the bytes of file content the layer holds.  With ``max_bytes`` a layer holding
+    more is refused before anything is written (a decompression bomb never fills the disk).
+    """
     layer = archive.name
     warn = warn or (lambda message: None)
     apply_owner = preserve_owner and os.geteuid() == 0
@@ -184,12 +189,18 @@ def apply_layer(
         except (tarfile.TarError, OSError, EOFError) as error:
             raise LayerError(f"layer {layer}: damaged tar archive ({error})") from None
         checked = _check_layer(members, root, layer)
+        content_bytes = sum(member.size for member, _name in checked if member.isfile())
+        if max_bytes is not None and content_bytes > max_bytes:
+            raise LayerError(
+                f"layer {layer}: holds {content_bytes} bytes of files, over the {max_bytes} left"
+            )
         try:
             _apply_checked(tar, checked, root, layer, apply_owner, warn)
         except OSError as error:
             raise LayerError(f"layer {layer}: cannot write {error.filename}: {error}") from None
         except (tarfile.TarError, EOFError) as error:
             raise LayerError(f"layer {layer}: damaged tar archive ({error})") from None
+    return content_bytes
 
 
 def _apply_checked(
@@ -247,9 +258,9 @@ def _apply_checked(
             os.symlink(member.linkname, target)
         elif member.islnk():
             link_target = root / _clean_name(member.linkname, "hardlink target", layer)
-            if os.path.islink(link_target):
-                raise LayerError(f"layer {layer}: hardlink {name!r} points at a symlink")
             _remove(target)
+            # follow_symlinks=False: a hardlink to a symlink links the symlink itself, which is
+            # harmless (it is never followed here); following it could link a host file.
             os.link(link_target, target, follow_symlinks=False)
             continue  # a hardlink shares the inode: owner and times are the target's
         elif member.ischr() or member.isblk() or member.isfifo():
