@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from http_files import FileServer
+from onetools.errors import OnetoolsError
 from onetools.market.download import DownloadError, download, part_path
 
 pytest_plugins = ["http_files"]  # the file_server fixture
@@ -162,11 +163,12 @@ def test_unsupported_sources(tmp_path: Path) -> None:
 
 
 def test_docker_dispatch(tmp_path: Path) -> None:
-    # TODO(helper C): once onetools.market.docker_image exists, build from a local registry.
-    try:
-        import onetools.market.docker_image  # noqa: F401
-    except ImportError:
-        with pytest.raises(DownloadError, match="not supported"):
-            download("docker://alpine?size=64", tmp_path / "x")
-    else:
-        pytest.skip("docker_image exists: covered by its own tests")
+    """docker:// goes to onetools.market.docker_image (its own tests cover the build); a
+    registry that is not there is one clear error and nothing at the destination."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    destination = tmp_path / "x"
+    with pytest.raises(OnetoolsError, match=r"cannot reach|not supported"):
+        download(f"docker://127.0.0.1:{port}/alpine?size=64", destination)
+    assert _nothing_at(destination) and not part_path(destination).exists()

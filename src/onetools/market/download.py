@@ -299,6 +299,10 @@ def _fetch_http(
 
 # -- docker:// -----------------------------------------------------------------------------------
 def _docker(url: str, target: Path, progress: Progress | None) -> Path:
+    """``docker://`` URLs are built into a disk image by ``onetools.market.docker_image``
+    (imported only here: it is heavy).  Its progress reports are messages, not byte counts, so
+    they are not passed to ``progress``; checksums do not apply (the original's DockerHub MD5s
+    were synthetic, §10.1 item 8)."""
     import importlib
 
     try:
@@ -306,5 +310,5 @@ def _docker(url: str, target: Path, progress: Progress | None) -> Path:
         build_image = module.build_image
     except (ImportError, AttributeError):
         raise DownloadError(f"docker:// sources are not supported yet ({url})") from None
-    result: Path = build_image(url, target, progress=progress)
+    result: Path = build_image(url, target)
     return result
