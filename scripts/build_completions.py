@@ -61,6 +61,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("onecfg", "onetools.cli.onecfg:build_parser", ("ONECFG_ONE_VERSION", "ONECFG_ETC_DIR", "ONECFG_BACKUP_DIR", "ONECFG_LOCK_TIMEOUT", "ONE_LOCATION")),  # noqa: E501
     Tool("onedb", "onetools.cli.onedb:build_full_parser", ("ONE_DB_PASSWORD", "ONEDB_ONED_CONF", "ONE_LOCATION", "ONE_XMLRPC", "ONE_AUTH")),  # noqa: E501
     Tool("onemarket", "onetools.cli.onemarket:build_parser", ("ONE_XMLRPC", "ONE_AUTH", "ONETOOLS_HOME", "EDITOR")),  # noqa: E501
+    Tool("onemarketapp", "onetools.cli.onemarketapp:build_parser", ("ONE_XMLRPC", "ONE_AUTH", "ONETOOLS_HOME", "EDITOR")),  # noqa: E501
     Tool("oneprovider", "onetools.cli.oneprovider:build_parser", ("ONE_XMLRPC", "ONE_AUTH", "ONETOOLS_HOME", "EDITOR")),  # noqa: E501
     Tool("oneprovision", "onetools.cli.oneprovision:build_parser", ("ONE_XMLRPC", "ONE_AUTH", "ONETOOLS_HOME")),  # noqa: E501
 )  # fmt: skip
