@@ -712,6 +712,16 @@ def test_build_qcow2_computed_size_no_context(docker_images: PushedImages, tmp_p
     assert debugfs(raw, "cat /etc/resolv.conf") == "nameserver 10.9.9.9\n"  # context=no
 
 
+def test_download_hands_docker_urls_to_build_image(
+    docker_images: PushedImages, tmp_path: Path
+) -> None:
+    from onetools.market.download import download
+
+    destination = tmp_path / "app.img"
+    download(f"docker://{docker_images.host}/test/simple:v1?size=40", destination)
+    assert debugfs(destination, "cat /etc/motd") == "hello from the upper layer\n"
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [
