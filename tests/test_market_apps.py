@@ -261,3 +261,26 @@ def test_failing_child_rolls_back_siblings(
         export(one_api, vm_app, "site", 1)
     assert [i.id for i in one_api.pool(IMAGE)] == images_before
     assert one_api.pool(TEMPLATE) == []
+
+
+def test_chown_refused_in_public_market(one_api: OneApi, market: int, tmp_path: Path) -> None:
+    from onetools.one import bodies
+    from onetools.one.local import LocalOne
+
+    app_id = image_app(one_api, market, tmp_path)
+    uid = one_api.allocate_user("alice", "pw")
+    apps.chown(one_api, app_id, uid)  # a private market's app changes owner
+    assert apps.show(one_api, app_id).uid == uid
+    # An app of the public OpenNebula market (monitoring writes those; here the body is moved).
+    store = LocalOne(store_home(one_api, tmp_path))
+    try:
+        with store._write() as db:
+            root = store._load(db, MARKETAPP, app_id, "test")
+            bodies.set_text(root, "MARKETPLACE_ID", 0)
+            store._save(db, MARKETAPP, app_id, root)
+    finally:
+        store.close()
+    with pytest.raises(UsageError, match="public marketplace"):
+        apps.chown(one_api, app_id, 0)
+    assert apps.show(one_api, app_id).uid == uid
+    apps.chown(one_api, app_id, -1, 0)  # the group still may change
