@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import stat
 import subprocess
 import tarfile
@@ -456,6 +457,34 @@ def test_silent_registry_times_out(fake_registry: FakeRegistry, tmp_path: Path) 
     with pytest.raises(RegistryError, match=r"cannot reach .* timed out"):
         registry.pull(parse_docker_url(url), tmp_path, timeout=0.5)
     assert time.monotonic() - started < 2.5
+
+
+def test_too_many_redirects_refused(fake_registry: FakeRegistry, tmp_path: Path) -> None:
+    fake_registry.routes["/v2/test/img/manifests/v1"] = (302, {"Location": "/hop0"}, b"")
+    for hop in range(registry.MAX_REDIRECTS + 1):
+        fake_registry.routes[f"/hop{hop}"] = (302, {"Location": f"/hop{hop + 1}"}, b"")
+    with pytest.raises(RegistryError, match="more than 5 redirects"):
+        registry.pull(parse_docker_url(f"docker://{fake_registry.host}/test/img:v1"), tmp_path)
+
+
+def test_peer_not_speaking_http(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_garbage() -> None:
+        connection, _address = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    host = f"127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        with pytest.raises(RegistryError, match="cannot reach"):
+            registry.pull(parse_docker_url(f"docker://{host}/test/img:v1"), tmp_path, timeout=5)
+    finally:
+        thread.join(5)
+        listener.close()
 
 
 def test_blob_redirect_followed_without_token(fake_registry: FakeRegistry, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import re
 import urllib.parse
@@ -35,7 +36,6 @@ from onetools.errors import OnetoolsError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import http.client
     from collections.abc import Callable
 
 DOCKER_HUB = "registry-1.docker.io"
@@ -45,6 +45,9 @@ MAX_REDIRECTS = 5
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_PLATFORM = "linux/amd64"
 CHUNK = 1024 * 1024
+# What a socket or a peer that does not speak HTTP properly raises (IncompleteRead, BadStatusLine
+# are HTTPException but not OSError).
+NETWORK_ERRORS = (OSError, http.client.HTTPException)
 
 MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -200,8 +203,6 @@ class RegistryClient:
 
     # -- HTTP -------------------------------------------------------------------------------
     def _connect(self, url: str) -> tuple[http.client.HTTPConnection, str]:
-        import http.client
-
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RegistryError(f"cannot follow {url!r}: not an http(s) URL")
@@ -228,7 +229,7 @@ class RegistryClient:
             try:
                 connection.request("GET", path, headers=current_headers)
                 response = connection.getresponse()
-            except OSError as error:
+            except NETWORK_ERRORS as error:
                 connection.close()
                 raise RegistryError(f"cannot reach {url}: {error}") from None
             if response.status in (301, 302, 303, 307, 308):
@@ -256,7 +257,7 @@ class RegistryClient:
             if response.status != 401 or attempt == 1:
                 return response
             challenge = response.getheader("WWW-Authenticate", "")
-            response.read(64 * 1024)
+            _read(response, 64 * 1024, f"{self.registry} challenge")
             response.close()
             self._token = self._fetch_token(challenge)
         raise AssertionError("unreachable")
@@ -281,7 +282,7 @@ class RegistryClient:
             headers["Authorization"] = "Basic " + base64.b64encode(user_pass).decode()
         response = self._get(realm + ("&" if "?" in realm else "?") + query, headers)
         try:
-            body = response.read(MAX_TOKEN_BYTES + 1)
+            body = _read(response, MAX_TOKEN_BYTES + 1, f"token server {realm}")
             status = response.status
         finally:
             response.close()
@@ -299,7 +300,7 @@ class RegistryClient:
         return token
 
     def _fail(self, response: http.client.HTTPResponse, what: str) -> RegistryError:
-        body = response.read(64 * 1024)
+        body = _read(response, 64 * 1024, what)
         response.close()
         detail = ""
         try:
@@ -326,7 +327,7 @@ class RegistryClient:
                 raise RegistryError(f"{what} is {length} bytes, over {MAX_MANIFEST_BYTES}")
             try:
                 body = response.read(MAX_MANIFEST_BYTES + 1)
-            except OSError as error:
+            except NETWORK_ERRORS as error:
                 raise RegistryError(f"{what}: read failed: {error}") from None
             if len(body) > MAX_MANIFEST_BYTES:
                 raise RegistryError(f"{what} is over {MAX_MANIFEST_BYTES} bytes")
@@ -389,7 +390,7 @@ class RegistryClient:
         if response.status != 200:
             raise self._fail(response, f"tags of {repository}")
         try:
-            body = response.read(MAX_MANIFEST_BYTES + 1)
+            body = _read(response, MAX_MANIFEST_BYTES + 1, f"tags of {repository}")
         finally:
             response.close()
         tags = _load_json(body, f"tags of {repository}").get("tags")
@@ -415,7 +416,7 @@ class RegistryClient:
                 while True:
                     try:
                         chunk = response.read(CHUNK)
-                    except OSError as error:
+                    except NETWORK_ERRORS as error:
                         raise RegistryError(f"{what}: read failed: {error}") from None
                     if not chunk:
                         break
@@ -449,6 +450,14 @@ class RegistryClient:
         with tempfile.TemporaryDirectory() as scratch:
             path = self.fetch_blob(repository, blob, Path(scratch) / "config.json")
             return _load_json(path.read_bytes(), "image config")
+
+
+def _read(response: http.client.HTTPResponse, limit: int, what: str) -> bytes:
+    """At most ``limit`` bytes of a response; a network failure is one RegistryError line."""
+    try:
+        return response.read(limit)
+    except NETWORK_ERRORS as error:
+        raise RegistryError(f"{what}: read failed: {error}") from None
 
 
 def _has_zstd() -> bool:
