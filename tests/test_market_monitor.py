@@ -351,3 +351,34 @@ def test_refresh_refuses_private_markets_and_front_ends(store: LocalOne) -> None
     )
     with pytest.raises(monitor.MonitorUnsupported, match="no catalog"):
         monitor.refresh(store, oid)
+
+
+def test_silent_server_times_out() -> None:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # accepts the connection, never answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/appliance"
+        with pytest.raises(CatalogError, match=r"no answer within 0.5 s|timed out"):
+            _catalog.fetch(url, timeout=0.5)
+
+
+def test_non_http_endpoints_are_refused() -> None:
+    with pytest.raises(CatalogError, match="only http and https"):
+        one.monitor({"ENDPOINT": "file:///etc/"})
+
+
+def test_refresh_docker_registry_market(
+    store: LocalOne, docker_registry: DockerRegistry, tmp_path: Path
+) -> None:
+    docker_registry.push_oci(make_oci_layout(tmp_path / "oci"), "alpine", "3.20")
+    # The store's allocate knows only the 6.10 drivers: turn market 1 into a registry catalog.
+    store.update(
+        MARKET, 1, f'MARKET_MAD = "docker_registry"\nBASE_URL = "{docker_registry.url}"', True
+    )
+    report = monitor.refresh(store, 1)
+    assert apps_of(store, 1) == {"alpine_3.20": report.added[0]}
+    app = store.info(MARKETAPP, report.added[0])
+    assert app.text("SOURCE").startswith(f"docker://{docker_registry.host}/alpine:3.20?")
+    assert app.text("TEMPLATE/ONETOOLS_ORIGIN") == "alpine:3.20"
