@@ -497,6 +497,24 @@ def test_blob_redirect_followed_without_token(fake_registry: FakeRegistry, tmp_p
     assert pulled.layers[0][1].read_bytes() == layer
 
 
+def test_token_not_sent_to_another_host(fake_registry: FakeRegistry, tmp_path: Path) -> None:
+    storage = FakeRegistry()  # plays the object storage a real registry redirects blobs to
+    try:
+        fake_registry.token = "t0ken"
+        layer = make_layer([Entry("f", data=b"x")])
+        fake_registry.add_image("test/img", "v1", layer)
+        blob_path = f"/v2/test/img/blobs/{sha256(layer)}"
+        storage.routes["/bucket/blob"] = fake_registry.routes[blob_path]
+        location = {"Location": f"http://{storage.host}/bucket/blob?X-Signature=abc"}
+        fake_registry.routes[blob_path] = (307, location, b"")
+        url = f"docker://{fake_registry.host}/test/img:v1"
+        assert registry.pull(parse_docker_url(url), tmp_path).layers[0][1].read_bytes() == layer
+        assert f"{blob_path} Bearer t0ken" in fake_registry.seen_auth
+        assert storage.seen_auth == ["/bucket/blob "]  # no Authorization header
+    finally:
+        storage.close()
+
+
 def test_redirect_loop_refused(fake_registry: FakeRegistry, tmp_path: Path) -> None:
     fake_registry.add_image("test/img", "v1", make_layer([Entry("f", data=b"x")]))
     fake_registry.routes["/v2/test/img/manifests/v1"] = (302, {"Location": "/loop"}, b"")
