@@ -70,8 +70,8 @@ def test_one_driver_reads_the_real_marketplace_listing(catalog_server: CatalogSe
     catalog_server.file("/appliance", ONE_610)
     result = one.monitor({"ENDPOINT": catalog_server.url + "/"})
     listed = json.loads(ONE_610.read_text())["appliances"]
-    assert len(result.apps) + len(result.warnings) == len(listed)
-    assert len(result.apps) >= 100
+    # Every real appliance is accepted (one has a CRLF in its description).
+    assert (len(result.apps), result.warnings) == (len(listed), [])
     assert catalog_server.requests == ["/appliance"]  # no double slash
     by_type = {app.type for app in result.apps}
     assert by_type == {"IMAGE", "VMTEMPLATE", "SERVICE_TEMPLATE"}

@@ -187,6 +187,8 @@ def check_text(value: object, field: str, multiline: bool = False, limit: int = 
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise EntryRefused(f"{field} is not text")
     text = str(value)
+    if multiline:  # Windows line ends are line ends (a real appliance description has them)
+        text = text.replace("\r\n", "\n")
     pattern = _CONTROL if multiline else _CONTROL_OR_NEWLINE
     if pattern.search(text):
         raise EntryRefused(f"{field} has control characters")
