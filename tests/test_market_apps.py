@@ -284,3 +284,19 @@ def test_chown_refused_in_public_market(one_api: OneApi, market: int, tmp_path: 
         apps.chown(one_api, app_id, 0)
     assert apps.show(one_api, app_id).uid == uid
     apps.chown(one_api, app_id, -1, 0)  # the group still may change
+
+
+def test_export_with_base_template(
+    one_api: OneApi, market: int, tmp_path: Path, file_server: FileServer
+) -> None:
+    app_id = image_app(one_api, market, tmp_path)  # no VMTEMPLATE64
+    publish(store_home(one_api, tmp_path), app_id, file_server.add("/a", DATA), MD5)
+    base = one_api.allocate_template('NAME = "base"\nCPU = "2"\nMEMORY = "1024"')
+    result = export(one_api, app_id, "img", 1, vmname="vm", base_template=base)
+    (template_id,) = result.vmtemplates
+    vmt = one_api.info(TEMPLATE, template_id)
+    assert vmt.name == "vm" and vmt.text("TEMPLATE/MEMORY") == "1024"
+    assert vmt.text("TEMPLATE/DISK/IMAGE_ID") == str(result.images[0])
+    assert vmt.text("TEMPLATE/FROM_APP") == ""  # image attributes stay out of it
+    none = export(one_api, app_id, "img2", 1, base_template=-1)
+    assert none.vmtemplates == [] and len(none.images) == 1

@@ -447,6 +447,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         app_id = _app_id(one, args.app)
         datastore = _datastore_id(one, args.datastore)
         file_ds = _datastore_id(one, args.file_datastore) if args.file_datastore else None
+        base: int | None = None
+        if args.base_template is not None:
+            from onetools.one.api import TEMPLATE
+
+            text = args.base_template.strip()
+            base = -1 if text == "-1" else resolve_id(text, lambda: one.pool(TEMPLATE), "template")
         try:
             result = export(
                 one,
@@ -456,6 +462,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 file_datastore=file_ds,
                 template=not args.no,
                 vmname=args.vmname,
+                base_template=base,
                 progress=bar,
             )
         finally:
@@ -590,6 +597,12 @@ def build_parser(selected: str | None = None) -> ToolParser:
     )
     export.add_argument("--vmname", metavar="NAME", help="name of the VM template (IMAGE apps)")
     export.add_argument("--no", action="store_true", help="do not create the VM template")
+    export.add_argument(
+        "--template",
+        dest="base_template",
+        metavar="ID|NAME",
+        help="build the VM template from a copy of this one (-1: none)",
+    )
 
     download = command("download", cmd_download, "download an app's file", DOWNLOAD_HELP)
     download.add_argument("app", metavar="ID|NAME")

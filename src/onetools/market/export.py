@@ -100,6 +100,8 @@ class _Export:
         self.files: list[Path] = []
         self.taken: dict[str, set[str]] = {}
         self._apps: list[OneObject] | None = None
+        #: ``--template``: None (use VMTEMPLATE64), -1 (no VM template) or a VM template ID.
+        self.base_template: int | None = None
 
     # -- names ---------------------------------------------------------------------------------
     def free_name(self, kind: str, wanted: str) -> str:
@@ -175,11 +177,21 @@ class _Export:
         result.images.append(image_id)
         result.image_type = image_type
         vmtemplate64 = app.text("TEMPLATE/VMTEMPLATE64")
-        if not with_template or not vmtemplate64:
+        if not with_template or self.base_template == -1:
+            return
+        if self.base_template is None and not vmtemplate64:
             return
         part = f"VM template of app {app.id} ({app.name})"
         try:
-            vm = parse(decode64(vmtemplate64))
+            if self.base_template is not None:
+                # --template T: a copy of VM template T around the image (the original also
+                # appended the image's attributes to it; they do not belong in a VM template).
+                from onetools.market.apps import element_text
+
+                base = self.one.info(TEMPLATE, self.base_template).root.find("TEMPLATE")
+                vm = parse(element_text(base))
+            else:
+                vm = parse(decode64(vmtemplate64))
             vm.set("NAME", self.free_name(TEMPLATE, vmname or name))
             wire_images(vm, [(image_id, image_type)])
             result.vmtemplates.append(self.allocate_template(vm))
@@ -381,13 +393,15 @@ def export(
     file_datastore: int | None = None,
     template: bool = True,
     vmname: str | None = None,
+    base_template: int | None = None,
     progress: Progress | None = None,
     wait_timeout: float = 3600.0,
 ) -> Exported:
     """Export app ``app_id`` as ``name`` into image datastore ``datastore_id``; see the module
     docstring.  ``template=False`` skips the VM template of an IMAGE app (``--no``);
-    ``vmname`` names that VM template (default ``name``).  Raises ``ExportError`` after
-    deleting everything it created."""
+    ``vmname`` names that VM template (default ``name``); ``base_template`` (``--template``)
+    builds it from a copy of that VM template instead of VMTEMPLATE64, ``-1`` skips it.
+    Raises ``ExportError`` after deleting everything it created."""
     if not name.strip():
         raise ExportError("Missing name to export app")
     app = one.info(MARKETAPP, app_id)
@@ -397,7 +411,10 @@ def export(
         raise ExportError(f"Datastore {datastore_id} ({ds.name}) is not an image datastore")
     if file_datastore is not None and one.info(DATASTORE, file_datastore).int("TYPE") != 2:
         raise ExportError(f"Datastore {file_datastore} is not a FILE datastore")
+    if base_template is not None and base_template < -1:
+        raise ExportError(f"Invalid --template {base_template}: a VM template ID or -1")
     run = _Export(one, datastore_id, file_datastore, progress, wait_timeout)
+    run.base_template = base_template
     result = Exported()
     from onetools.market.apps import type_name
 
