@@ -82,6 +82,8 @@ def test_one_driver_reads_the_real_marketplace_listing(catalog_server: CatalogSe
     assert "TYPE" in parse(base64.b64decode(image.apptemplate64).decode()).attributes[-1][0]
     vm = parse(base64.b64decode(image.vmtemplate64).decode())
     assert vm.get("MEMORY")
+    assert {a.architecture for a in result.apps} >= {"x86_64", "aarch64", "all"}
+    assert {a.hypervisor for a in result.apps} == {"kvm", "firecracker"}
     template_app = next(a for a in result.apps if a.type == "VMTEMPLATE" and a.disks)
     assert template_app.size_mb == 0
     service = next(a for a in result.apps if a.type == "SERVICE_TEMPLATE")

@@ -58,9 +58,11 @@ class AppRecord:
 
     __slots__ = (
         "apptemplate64",
+        "architecture",
         "description",
         "disks",
         "format",
+        "hypervisor",
         "link",
         "md5",
         "name",
@@ -98,6 +100,8 @@ class AppRecord:
         vmtemplate64: str = "",
         disks: list[tuple[str, str]] | None = None,
         roles: list[tuple[str, str]] | None = None,
+        architecture: str = "",
+        hypervisor: str = "",
     ) -> None:
         self.name = name
         self.origin = origin
@@ -117,6 +121,8 @@ class AppRecord:
         self.vmtemplate64 = vmtemplate64
         self.disks = disks or []
         self.roles = roles or []
+        self.architecture = architecture
+        self.hypervisor = hypervisor
 
     def attributes(self) -> dict[str, Any]:
         """The app template as a mapping (empty values left out, as the drivers do)."""
@@ -135,6 +141,8 @@ class AppRecord:
             "LINK": self.link,
             "APPTEMPLATE64": self.apptemplate64,
             "VMTEMPLATE64": self.vmtemplate64,
+            "ARCHITECTURE": self.architecture,
+            "HYPERVISOR": self.hypervisor,
         }
         result: dict[str, Any] = {key: value for key, value in values.items() if value}
         if self.disks:

@@ -133,6 +133,8 @@ def _record(
             apptemplate64=b64('DRIVER="raw"\n'),
             vmtemplate64=b64(template_text(vm_template)),
             tags=check_text(product.get("os"), "os", limit=64),
+            architecture=ARCHES[arch],
+            hypervisor="lxc",
         )
     return None
 

@@ -85,6 +85,8 @@ def _record(endpoint: str, oid: str, entry: dict[str, Any]) -> AppRecord | None:
         regtime=check_integer(entry.get("creation_time"), "creation_time"),
         tags=", ".join(check_text(tag, "tag", limit=128) for tag in tags),
         link=link,
+        architecture=_architecture(entry.get("os-arch")),
+        hypervisor=_hypervisor(entry.get("hypervisor")),
     )
     raw_template = entry.get("opennebula_template")
     if app_type == "IMAGE":
@@ -122,6 +124,20 @@ def _record(endpoint: str, oid: str, entry: dict[str, Any]) -> AppRecord | None:
             _json_template(text)  # must at least be JSON
             record.apptemplate64 = b64(text)
     return record
+
+
+#: ``os-arch`` as OpenNebula names architectures ([HEAD] driver, §7.1).
+_ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64", "": "all"}
+
+
+def _architecture(value: object) -> str:
+    text = check_text(value, "os-arch", limit=32).strip()
+    return _ARCHITECTURES.get(text, text)
+
+
+def _hypervisor(value: object) -> str:
+    text = check_text(value, "hypervisor", limit=32).strip().lower()
+    return "kvm" if text in ("", "all") else text
 
 
 def _json_template(raw: object) -> dict[str, Any]:
