@@ -300,3 +300,26 @@ def test_export_with_base_template(
     assert vmt.text("TEMPLATE/FROM_APP") == ""  # image attributes stay out of it
     none = export(one_api, app_id, "img2", 1, base_template=-1)
     assert none.vmtemplates == [] and len(none.images) == 1
+
+
+def test_interrupted_export_rolls_back(
+    one_api: OneApi,
+    market: int,
+    tmp_path: Path,
+    file_server: FileServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C while the VM template is being built, after the image exists.
+    from onetools.market import export as export_module
+
+    app_id = image_app(one_api, market, tmp_path, vmtemplate='CPU = "1"')
+    publish(store_home(one_api, tmp_path), app_id, file_server.add("/a", DATA), MD5)
+    images_before = [i.id for i in one_api.pool(IMAGE)]
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module, "wire_images", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export(one_api, app_id, "img", 1)
+    assert [i.id for i in one_api.pool(IMAGE)] == images_before

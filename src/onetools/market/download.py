@@ -248,6 +248,9 @@ def _open_http(url: str, offset: int, timeout: float) -> tuple[HTTPConnection, H
             raise DownloadError(f"More than {MAX_REDIRECTS} redirects downloading {url}")
         if not current.lower().startswith(("http://", "https://")):
             raise DownloadError(f"Refusing a redirect from {url} to {current}")
+        if seen[-2].lower().startswith("https://") and current.lower().startswith("http://"):
+            # a TLS download must not continue in clear
+            raise DownloadError(f"Refusing a redirect from https to http ({current})")
 
 
 def _fetch_http(

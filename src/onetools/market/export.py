@@ -438,6 +438,10 @@ def export(
         if problems:
             message += "; the rollback failed for " + "; ".join(problems)
         raise ExportError(message) from None
+    except BaseException:
+        # Ctrl-C or a bug: the objects made so far must not stay behind either.
+        run.rollback()
+        raise
     finally:
         # nothing of a failed or finished download stays next to the image files
         for path in run.files:
