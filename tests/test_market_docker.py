@@ -740,6 +740,23 @@ def test_build_raw_ext4_image(docker_images: PushedImages, tmp_path: Path) -> No
         assert "User:  1000" in home and "Mode:  0750" in home
 
 
+def test_inode_count_never_below_the_image() -> None:
+    assert docker_image.inode_count(40, 10) == 40 * 256  # mke2fs's small-disk default
+    assert docker_image.inode_count(1024, 10) == 1024 * 64  # its default above 512 MB
+    assert docker_image.inode_count(1024, 100_000) == 201_024  # many small files
+
+
+def test_build_many_small_files(fake_registry: FakeRegistry, tmp_path: Path) -> None:
+    files = [Entry("many", "dir")] + [Entry(f"many/f{n}", data=b"x") for n in range(3000)]
+    fake_registry.add_image("test/many", "v1", make_layer(files))
+    destination = tmp_path / "many.img"
+    build_image(f"docker://{fake_registry.host}/test/many:v1?context=no", destination)
+    assert "f2999" in debugfs(destination, "ls /many")
+    stats = debugfs(destination, "stats")
+    inodes = int(stats.split("Inode count:")[1].split()[0])
+    assert inodes >= 3000 * 2 + 1024
+
+
 def test_build_qcow2_computed_size_no_context(docker_images: PushedImages, tmp_path: Path) -> None:
     destination = tmp_path / "disk.qcow2"
     url = f"docker://{docker_images.host}/test/simple:v1?format=qcow2&context=no"

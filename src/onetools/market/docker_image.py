@@ -45,6 +45,7 @@ FILESYSTEMS = ("ext4", "ext3", "ext2")
 FORMATS = ("raw", "qcow2")
 MARGIN_RATIO = 0.25  # free space added to a computed size, and inode/journal overhead
 MIN_MARGIN_MB = 32
+INODE_BYTES = 256  # mke2fs's default inode size
 RESOLV_MARKER = "# This file is managed by OpenNebula contextualization\n"
 ONE_ENV = "/var/run/one-context/one_env"
 
@@ -142,14 +143,25 @@ def contextualize(root: Path, config: dict[str, object]) -> list[str]:
     return changes
 
 
-def rootfs_megabytes(root: Path) -> int:
-    """Space the tree takes on ext4, roughly: 4 KiB blocks per file plus an inode each."""
+def rootfs_usage(root: Path) -> tuple[int, int]:
+    """(MB the tree takes on ext4, roughly: 4 KiB blocks per file plus an inode each; entries)."""
     total = 0
+    entries = 0
     for directory, subdirs, files in os.walk(root):
         for name in subdirs + files:
             info = os.lstat(os.path.join(directory, name))
-            total += -(-info.st_size // 4096) * 4096 + 256
-    return -(-total // (1024 * 1024)) + 1
+            total += -(-info.st_size // 4096) * 4096 + INODE_BYTES
+            entries += 1
+    return -(-total // (1024 * 1024)) + 1, entries
+
+
+def inode_count(size_mb: int, entries: int) -> int:
+    """Inodes for the file system: mke2fs's own default (one per 4 KiB up to 512 MB, one per
+    16 KiB above), raised to twice the image's entries + 1024 when that is more.  The default
+    alone runs out before the blocks on big images of many small files (node_modules, Python
+    trees), and then mkfs -d fails."""
+    bytes_per_inode = 4096 if size_mb <= 512 else 16384
+    return max(entries * 2 + 1024, size_mb * 1024 * 1024 // bytes_per_inode)
 
 
 def _option(options: dict[str, str], key: str, allowed: tuple[str, ...]) -> str:
@@ -207,7 +219,7 @@ def build_image(
         if context == "yes":
             for change in contextualize(rootfs, pulled.config):
                 say(f"context: {change}")
-        needed_mb = rootfs_megabytes(rootfs)
+        needed_mb, entries = rootfs_usage(rootfs)
         if size_mb is None:
             size_mb = needed_mb + max(MIN_MARGIN_MB, int(needed_mb * MARGIN_RATIO))
         elif size_mb <= needed_mb:
@@ -229,6 +241,8 @@ def build_image(
                 filesystem,
                 "-d",
                 str(rootfs),
+                "-N",
+                str(inode_count(size_mb, entries)),
                 "-E",
                 "root_owner=0:0",
                 "-L",
