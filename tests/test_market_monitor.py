@@ -353,6 +353,9 @@ def test_refresh_refuses_private_markets_and_front_ends(store: LocalOne) -> None
     )
     with pytest.raises(monitor.MonitorUnsupported, match="no catalog"):
         monitor.refresh(store, oid)
+    store.enable(MARKET, 0, False)
+    with pytest.raises(monitor.MonitorUnsupported, match="is disabled"):
+        monitor.refresh(store, 0)
 
 
 def test_silent_server_times_out() -> None:

@@ -105,6 +105,10 @@ def refresh(one: OneApi, market_id: int) -> RefreshReport:
 
     local = _local_store(one, market_id)
     market = one.info(MARKET, market_id)
+    if market.int("STATE", 0) == 1:  # oned monitors only enabled markets
+        raise MonitorUnsupported(
+            f"Market {market_id} ({market.name}) is disabled: enable it to refresh its apps"
+        )
     # The template's MARKET_MAD is what update changes (reference §2).
     mad = market.text("TEMPLATE/MARKET_MAD") or market.text("MARKET_MAD")
     try:
@@ -148,7 +152,7 @@ def refresh_stale(one: OneApi, warn: Callable[[str], None], now: float | None = 
     refreshed: list[int] = []
     for market in one.pool(MARKET):
         stamp = market.text(f"TEMPLATE/{MONITOR_TIME}")
-        if not stamp.isdigit():
+        if not stamp.isdigit() or market.int("STATE", 0) == 1:
             continue
         interval_text = market.text("TEMPLATE/MONITORING_INTERVAL")
         interval = int(interval_text) if interval_text.isdigit() else DEFAULT_INTERVAL
