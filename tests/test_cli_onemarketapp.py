@@ -153,3 +153,48 @@ def test_export_failure_exit_code(cloud: Cloud, file_server: FileServer) -> None
         assert [i.name for i in store.pool(IMAGE)] == ["base"]
     finally:
         store.close()
+
+
+def test_download_progress_bar_on_a_terminal(
+    cloud: Cloud, file_server: FileServer, tmp_path: Path
+) -> None:
+    import pty
+    import subprocess
+
+    from helpers import tool_command
+
+    publish(cloud.home, cloud.app, file_server.add("/tty", DATA), MD5)
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [*tool_command("onemarketapp"), "download", str(cloud.app), str(tmp_path / "f")],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "ONETOOLS_HOME": str(cloud.home)},
+            timeout=60,
+        )
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the writer side is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if slave != -1:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"100%" in shown and b"[####" in shown
+    assert (tmp_path / "f").read_bytes() == DATA
+
+
+def test_download_app_without_source(cloud: Cloud, tmp_path: Path) -> None:
+    result = cloud.run("download", str(cloud.app), str(tmp_path / "f"))
+    assert result.code == 255 and "has no SOURCE" in result.err
+    assert not (tmp_path / "f").exists()
