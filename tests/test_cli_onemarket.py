@@ -133,3 +133,18 @@ def test_over_xmlrpc(remote_tool: Tool, tmp_path: Path) -> None:
     refused = remote_tool("refresh", "0")
     assert refused.code == 255 and "oned monitors its markets itself" in refused.err
     assert remote_tool("delete", "web").code == 0
+
+
+def test_help_imports_no_driver() -> None:
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from onetools.cli import onemarket\n"
+        "onemarket.build_parser()\n"
+        "heavy = [m for m in sys.modules if m.startswith(('onetools.market', 'onetools.one.',"
+        " 'pyone', 'lxml', 'yaml', 'requests', 'urllib.request'))]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

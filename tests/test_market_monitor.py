@@ -387,3 +387,14 @@ def test_refresh_docker_registry_market(
     app = store.info(MARKETAPP, report.added[0])
     assert app.text("SOURCE").startswith(f"docker://{docker_registry.host}/alpine:3.20?")
     assert app.text("TEMPLATE/ONETOOLS_ORIGIN") == "alpine:3.20"
+
+
+def test_every_registered_driver_has_a_monitor() -> None:
+    import importlib
+
+    from onetools.market.drivers import REGISTRY
+
+    for mad, module_name in REGISTRY.items():
+        module = importlib.import_module(module_name)
+        assert callable(module.monitor), mad
+        assert module_name.rsplit(".", 1)[-1] == mad
