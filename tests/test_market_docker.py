@@ -254,6 +254,9 @@ def test_parse_registry_tag_digest_and_options() -> None:
     digest = "sha256:" + "a" * 64
     assert parse_docker_url(f"docker://quay.io/x/y@{digest}").reference == digest
     assert parse_docker_url("docker://ubuntu?tag=22.04").reference == "22.04"
+    assert parse_docker_url("docker://[::1]:5000/a:1").plain_http
+    assert parse_docker_url("docker://localhost/a").plain_http
+    assert not parse_docker_url("docker://127.0.0.1.example.com/a").plain_http
 
 
 @pytest.mark.parametrize(

@@ -86,8 +86,11 @@ class ImageReference:
     @property
     def plain_http(self) -> bool:
         """Loopback registries are spoken to without TLS, as Docker treats them as insecure."""
-        host = self.registry.rsplit(":", 1)[0] if not self.registry.endswith("]") else self.registry
-        return host in LOOPBACK_HOSTS or self.registry.startswith("[::1]")
+        if self.registry.startswith("["):  # [IPv6]:port
+            host = self.registry[: self.registry.find("]") + 1]
+        else:
+            host = self.registry.split(":")[0]
+        return host in LOOPBACK_HOSTS
 
     def __str__(self) -> str:
         separator = "@" if self.is_digest else ":"
