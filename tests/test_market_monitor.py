@@ -398,3 +398,18 @@ def test_every_registered_driver_has_a_monitor() -> None:
         module = importlib.import_module(module_name)
         assert callable(module.monitor), mad
         assert module_name.rsplit(".", 1)[-1] == mad
+
+
+def test_refresh_of_the_real_listing_is_stable(
+    store: LocalOne, catalog_server: CatalogServer
+) -> None:
+    catalog_server.file("/appliance", ONE_610)
+    point(store, 0, catalog_server.url + "/")
+    first = monitor.refresh(store, 0)
+    listed = len(json.loads(ONE_610.read_text())["appliances"])
+    assert len(first.added) == listed == len(apps_of(store, 0))
+    again = monitor.refresh(store, 0)  # nothing changed upstream: nothing is rewritten
+    assert sorted(again.unchanged) == sorted(first.added)
+    assert not (again.added or again.updated or again.removed)
+    service = next(a for a in store.pool(MARKETAPP) if a.int("TYPE") == 3)
+    assert service.has("TEMPLATE/ROLE") and service.int("STATE") == 1
