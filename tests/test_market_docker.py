@@ -809,6 +809,23 @@ def test_build_refuses_bad_options(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_build_refuses_layers_bigger_than_the_disk(
+    fake_registry: FakeRegistry, tmp_path: Path
+) -> None:
+    manifest = json.loads(fake_registry.add_image("test/img", "v1", b"small"))
+    manifest["layers"][0]["size"] = 50 * 1024 * 1024  # announced; never downloaded
+    content_type = {"Content-Type": registry.MEDIA_OCI_MANIFEST}
+    fake_registry.routes["/v2/test/img/manifests/v1"] = (
+        200,
+        content_type,
+        json.dumps(manifest).encode(),
+    )
+    with pytest.raises(RegistryError, match="its layers are 52428800 bytes, over the"):
+        build_image(f"docker://{fake_registry.host}/test/img:v1?size=10", tmp_path / "d.img")
+    assert not any("/blobs/" in seen for seen in fake_registry.seen_auth)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_build_refuses_hostile_layer(fake_registry: FakeRegistry, tmp_path: Path) -> None:
     fake_registry.add_image("test/img", "v1", make_layer([Entry("../../x", data=b"x")]))
     destination = tmp_path / "disk.img"

@@ -205,7 +205,11 @@ def build_image(
         blobs.mkdir()
         rootfs.mkdir()
         say(f"pulling {reference}")
-        pulled = registry.pull(reference, blobs, platform=platform, timeout=timeout)
+        # Compressed layers bigger than the disk (plus gzip's worst-case growth) cannot fit.
+        layer_limit = size_mb * 1024 * 1024 * 11 // 10 if size_mb is not None else None
+        pulled = registry.pull(
+            reference, blobs, platform=platform, timeout=timeout, max_layer_bytes=layer_limit
+        )
         # With a size, layers whose files add up to more than the disk are refused up front.
         space_left = size_mb * 1024 * 1024 if size_mb is not None else None
         for descriptor, path in pulled.layers:

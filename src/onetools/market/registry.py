@@ -496,10 +496,20 @@ def pull(
     platform: str = DEFAULT_PLATFORM,
     timeout: float = DEFAULT_TIMEOUT,
     progress: Callable[[int], None] | None = None,
+    max_layer_bytes: int | None = None,
 ) -> PulledImage:
-    """Download an image's config and layers into ``directory`` (verified)."""
+    """Download an image's config and layers into ``directory`` (verified).
+
+    With ``max_layer_bytes`` an image whose layers add up to more is refused before any layer
+    is downloaded (the sizes are the manifest's, and each blob is held to its size).
+    """
     client = RegistryClient(reference.registry, plain_http=reference.plain_http, timeout=timeout)
     manifest = client.manifest(reference.repository, reference.reference, platform)
+    total = sum(layer.size for layer in manifest.layers)
+    if max_layer_bytes is not None and total > max_layer_bytes:
+        raise RegistryError(
+            f"{reference}: its layers are {total} bytes, over the {max_layer_bytes} allowed"
+        )
     config = client.fetch_config(reference.repository, manifest.config)
     for layer in manifest.layers:
         # tarfile reads plain, gzip, bzip2 and xz tars; zstd layers need Python 3.14's zstd.
