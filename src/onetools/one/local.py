@@ -208,6 +208,10 @@ MARKET_MAD_CONF: dict[str, tuple[tuple[str, ...], bool, bool]] = {
     "http": (("BASE_URL", "PUBLIC_DIR"), True, False),
     "s3": (("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "REGION", "BUCKET"), True, False),
     "linuxcontainers": ((), False, True),
+    # 6.0's stock catalog drivers, and a private registry's catalog (onemarket's monitors)
+    "turnkeylinux": ((), False, True),
+    "dockerhub": ((), False, True),
+    "docker_registry": (("BASE_URL",), False, True),
 }
 BRIDGE_TYPES = {
     "ovswitch": "openvswitch",
