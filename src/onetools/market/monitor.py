@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from onetools.market.drivers._catalog import AppRecord, MonitorResult
     from onetools.one.api import OneApi
+    from onetools.one.local import DriverTransaction
     from onetools.one.xml import OneObject
 
 MONITOR_TIME = "ONETOOLS_MONITOR_TIME"
@@ -194,8 +195,8 @@ def _reconcile(store: object, market_id: int, records: list[AppRecord]) -> Refre
     method = "onemarket.refresh"
     report = RefreshReport()
     owner = bodies.Owner(permissions=MONITORED_PERMISSIONS)
-    with store._write() as db:  # one transaction: all of the catalog or nothing
-        market = store._load(db, MARKET, market_id, method)
+    with store.driver_transaction() as db:  # one transaction: all of the catalog or nothing
+        market = db.load(MARKET, market_id, method)
         market_name = market.findtext("NAME") or ""
         existing: dict[str, tuple[int, str, str]] = {}
         for app_id in bodies.get_ids(market, "MARKETPLACEAPPS"):
@@ -223,7 +224,7 @@ def _reconcile(store: object, market_id: int, records: list[AppRecord]) -> Refre
                 report.unchanged.append(previous[0])
                 ids.append(previous[0])
                 continue
-            oid = previous[0] if previous is not None else store._next_id(db, MARKETAPP)
+            oid = previous[0] if previous is not None else db.next_id(MARKETAPP)
             name = _free_name(db, record.name, market_name, oid)
             fields = {
                 "REGTIME": record.regtime or int(time.time()),
@@ -242,10 +243,10 @@ def _reconcile(store: object, market_id: int, records: list[AppRecord]) -> Refre
                 oid, name, owner, fields, market_id, market_name, template
             )
             if previous is None:
-                store._insert(db, MARKETAPP, oid, root)
+                db.insert(MARKETAPP, oid, root)
                 report.added.append(oid)
             else:
-                store._save(db, MARKETAPP, oid, root)
+                db.save(MARKETAPP, oid, root)
                 kept.add(oid)
                 report.updated.append(oid)
             ids.append(oid)
@@ -264,7 +265,7 @@ def _reconcile(store: object, market_id: int, records: list[AppRecord]) -> Refre
             )
         )
         bodies.replace_template(market, template)
-        store._save(db, MARKET, market_id, market)
+        db.save(MARKET, market_id, market)
     return report
 
 
@@ -292,12 +293,9 @@ def _market_attributes(market: object) -> dict[str, object]:
     return values
 
 
-def _free_name(db: object, name: str, market_name: str, oid: int) -> str:
+def _free_name(db: DriverTransaction, name: str, market_name: str, oid: int) -> str:
     """``name``, or ``name (<market>)``/``name (<market> N)`` when another app of oneadmin
     (in another market: names are unique within a catalog) already has it."""
-    import sqlite3
-
-    assert isinstance(db, sqlite3.Connection)
 
     def taken(candidate: str) -> bool:
         row = db.execute(

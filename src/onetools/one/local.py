@@ -460,6 +460,17 @@ class LocalOne(OneApi):
             connection.close()
 
     # -- rows ----------------------------------------------------------------------------
+    # -- the embedded drivers' interface ---------------------------------------------------
+    # On a front-end, market drivers report to oned, which writes apps nobody could allocate
+    # (apps of public markets, SOURCE/MD5/SIZE of imported images).  Here the tools do the
+    # drivers' work (onetools.market), so they get the same access, in one transaction:
+    #   with store.driver_transaction() as tx: body = tx.load(MARKET, 0); ...; tx.save(...)
+    @contextmanager
+    def driver_transaction(self) -> Iterator[DriverTransaction]:
+        """A write transaction for the embedded market drivers (all of it or nothing)."""
+        with self._write() as db:
+            yield DriverTransaction(self, db)
+
     def _next_id(self, db: sqlite3.Connection, kind: str) -> int:
         table = TABLES[kind]
         row = db.execute(
@@ -1691,3 +1702,28 @@ def _local_image_facts(path: str) -> tuple[int, str]:
     except OSError:
         return 0, ""
     return (size + 1024 * 1024 - 1) // (1024 * 1024), "qcow2" if magic == b"QFI\xfb" else "raw"
+
+
+class DriverTransaction:
+    """Rows of one ``LocalOne.driver_transaction``: bodies as element trees, written with
+    their columns derived as every other write of the store does."""
+
+    def __init__(self, store: LocalOne, db: sqlite3.Connection) -> None:
+        self.store = store
+        self.db = db
+
+    def next_id(self, kind: str) -> int:
+        return self.store._next_id(self.db, kind)
+
+    def load(self, kind: str, oid: int, method: str) -> Element:
+        """The stored body (``NotFoundError`` naming ``method`` when missing)."""
+        return self.store._load(self.db, kind, oid, method)
+
+    def insert(self, kind: str, oid: int, root: Element) -> None:
+        self.store._insert(self.db, kind, oid, root)
+
+    def save(self, kind: str, oid: int, root: Element) -> None:
+        self.store._save(self.db, kind, oid, root)
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> sqlite3.Cursor:
+        return self.db.execute(sql, parameters)
