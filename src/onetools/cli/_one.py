@@ -18,6 +18,7 @@ Nothing heavy is imported here: ``--help`` and listing must stay fast.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -50,6 +51,30 @@ def command_of(tokens: Sequence[str], commands: Iterable[str]) -> str | None:
         elif not token.startswith("-"):
             return token if token in commands else None
     return None
+
+
+def edit_text(text: str, prefix: str, suffix: str) -> str:
+    """``text`` edited in ``$EDITOR`` (default vi) through a 0600 temporary file that is
+    removed afterwards (it may hold secrets in clear).  The editor failing changes nothing."""
+    import shlex
+    import subprocess
+    import tempfile
+
+    command = shlex.split(os.environ.get("EDITOR") or "vi")
+    descriptor, path = tempfile.mkstemp(prefix=prefix, suffix=suffix)  # mkstemp: mode 0600
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        try:
+            status = subprocess.call([*command, path])
+        except OSError as exc:
+            raise UsageError(f"Cannot run the editor {command[0]}: {exc.strerror}") from None
+        if status != 0:
+            raise UsageError(f"The editor exited with status {status}: nothing changed")
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    finally:
+        os.unlink(path)
 
 
 # -- connection and logging ---------------------------------------------------------------------
