@@ -211,7 +211,24 @@ def create(one: OneApi, market_id: int, template: str) -> int:
     if kind != "IMAGE" and not parsed.get("ORIGIN_ID"):
         parsed.set("ORIGIN_ID", "-1")  # oned requires the attribute for every type
     _market(one, market_id)
-    return one.allocate_marketapp(template_text(parsed), market_id)
+    app_id = one.allocate_marketapp(template_text(parsed), market_id)
+    if kind == "IMAGE":
+        _import_file(one, app_id)
+    return app_id
+
+
+def _import_file(one: OneApi, app_id: int) -> None:
+    """On the embedded store we are the market driver: copy the image file into the market
+    (drivers/private.py); if that fails the app is deleted again and the error raised."""
+    from onetools.market.drivers import private
+
+    if not private.runs_here(one):
+        return
+    try:
+        private.import_app(one, app_id)
+    except BaseException:
+        one.delete(MARKETAPP, app_id)
+        raise
 
 
 def vmtemplate_app_template(
@@ -259,6 +276,12 @@ def vmtemplate_app_template(
 
 # -- changing -----------------------------------------------------------------------------------
 def delete(one: OneApi, app_id: int) -> None:
+    """Delete an app; on the embedded store its file or object goes first, and a failure
+    there keeps the app (its error is raised)."""
+    from onetools.market.drivers import private
+
+    if private.runs_here(one):
+        private.delete_app(one, app_id)
     one.delete(MARKETAPP, app_id)
 
 

@@ -31,7 +31,7 @@ from onetools.errors import OnetoolsError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from http.client import HTTPConnection, HTTPResponse
     from typing import IO, Any
 
@@ -80,11 +80,14 @@ def download(
     resume: bool = True,
     force: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
+    s3_market: Mapping[str, str] | None = None,
 ) -> Path:
     """Fetch ``source_url`` into ``destination`` and return its path; see the module docstring.
 
     ``md5``/``sha256`` are hex digests to verify (empty or None: not checked).  ``timeout`` is
     the connect and per-read timeout in seconds (a server that stalls longer fails).
+    ``s3://`` sources are fetched by ``drivers.s3`` with ``s3_market`` (the market's template
+    attributes; None: the s3 market with that bucket on the environment's connection).
     """
     target = Path(destination)
     if target.is_dir():
@@ -96,7 +99,7 @@ def download(
     scheme = source_url.split("://", 1)[0].lower() if "://" in source_url else ""
     if scheme == "docker":
         return _docker(source_url, target, progress)
-    if scheme not in ("", "file", "http", "https"):
+    if scheme not in ("", "file", "http", "https", "s3"):
         raise DownloadError(f"Unsupported download source '{source_url}' ({scheme}://)")
     if scheme == "" and not source_url.startswith("/"):
         raise DownloadError(f"Unsupported download source '{source_url}': not a URL")
@@ -109,6 +112,8 @@ def download(
         try:
             if scheme in ("http", "https"):
                 _fetch_http(source_url, part, offset, hashes, progress, timeout)
+            elif scheme == "s3":
+                _fetch_s3(source_url, part, hashes, progress, s3_market)
             else:
                 _fetch_file(source_url, part, hashes, progress)
         except _Interrupted as exc:
@@ -191,6 +196,22 @@ def _fetch_file(url: str, part: Path, hashes: _Hashes, progress: Progress | None
     with source, open(part, "wb") as out:
         total = os.fstat(source.fileno()).st_size
         _copy(source, out, hashes, progress, total)
+
+
+# -- s3:// ---------------------------------------------------------------------------------------
+def _fetch_s3(
+    url: str,
+    part: Path,
+    hashes: _Hashes,
+    progress: Progress | None,
+    market: Mapping[str, str] | None,
+) -> None:
+    from onetools.market.drivers import s3
+
+    try:
+        s3.fetch(market or s3.market_for(url), url, part, hashes.update, progress, CHUNK)
+    except OnetoolsError as exc:
+        raise DownloadError(str(exc)) from None
 
 
 # -- http(s):// ----------------------------------------------------------------------------------
