@@ -32,6 +32,7 @@ from onetools.errors import EXIT_FATAL, EXIT_OK, OnetoolsError, UsageError
 TYPE_CHECKING = False  # typing costs ~20 ms of start-up: annotations only
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from typing import Any
 
     from onetools.one.api import OneApi
     from onetools.one.xml import OneObject
@@ -260,8 +261,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from onetools.market import apps
+    from onetools.market.monitor import refresh_stale
 
     with open_one(args) as one:
+        # As onemarket list: markets due a refresh are refreshed first (embedded store only).
+        refresh_stale(one, lambda line: log_line("WARN", line))
         rows = apps.list_apps(one, _filter_flag(one, args.filterflag))
     if args.output:
         emit_pool(
@@ -489,6 +493,96 @@ def cmd_download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ask(question: str) -> str:
+    """One answer from stdin (the question on stdout, as the original); end of input is an
+    error, so that a script without a terminal is never stuck in a loop."""
+    sys.stdout.write(question)
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    if not line:
+        sys.stdout.write("\n")
+        raise EOFError
+    return line.strip()
+
+
+def _import_images(args: argparse.Namespace) -> bool:
+    """--yes / --no, else the original's question until yes or no (empty: yes)."""
+    if args.yes or args.no:
+        return bool(args.yes)
+    while True:
+        try:
+            answer = _ask("Do you want to import images too? (yes/no, default=yes): ").lower()
+        except EOFError:
+            raise UsageError("No answer whether to import images: give --yes or --no") from None
+        if not answer:
+            sys.stdout.write("yes\n")
+            return True
+        if answer in ("yes", "no"):
+            return answer == "yes"
+
+
+def _import_market(one: OneApi, args: argparse.Namespace, what: str) -> int:
+    """--market, else the original's prompt: the private markets, then their ID (empty: the
+    first) until the reply is one of them."""
+    from onetools.market.import_ import private_markets
+
+    if args.market is not None:
+        return _market_id(one, args.market)
+    markets = private_markets(one)
+    if not markets:
+        raise UsageError("There are no http/s3 marketplaces")
+    sys.stdout.write("Available Marketplaces (please enter ID)\n")
+    sys.stdout.write("".join(f"- {m.id}: {m.name}\n" for m in markets))
+    ids = {str(m.id): m.id for m in markets}
+    while True:
+        try:
+            reply = _ask(f"Where do you want to import the {what}? (default={markets[0].id}) ")
+        except EOFError:
+            raise UsageError("No marketplace chosen: give --market ID") from None
+        if not reply:
+            return markets[0].id
+        if reply in ids:
+            return ids[reply]
+
+
+def _print_imported(ids: Sequence[int]) -> None:
+    sys.stdout.write("".join(f"ID: {oid}\n" for oid in ids))
+
+
+def cmd_vm_template_import(args: argparse.Namespace) -> int:
+    from onetools.market.import_ import import_vm_template
+    from onetools.one.api import TEMPLATE
+
+    with open_one(args) as one:
+        template_id = resolve_id(args.template, lambda: one.pool(TEMPLATE), "VM template")
+        images = _import_images(args)
+        market = _import_market(one, args, "VM template")
+        result = import_vm_template(one, template_id, market, import_all=images, name=args.vmname)
+    _print_imported(result.ids)
+    return EXIT_OK
+
+
+def cmd_service_template_import(args: argparse.Namespace) -> int:
+    from onetools.market.import_ import import_service_template
+    from onetools.one.api import DOC_SERVICE_TEMPLATE, DOCUMENT
+
+    with open_one(args) as one:
+        doc_id = resolve_id(
+            args.service_template,
+            lambda: one.pool(DOCUMENT, doc_type=DOC_SERVICE_TEMPLATE),
+            "service template",
+        )
+        images = _import_images(args)
+        market = _import_market(one, args, "Service template")
+        result = import_service_template(one, doc_id, market, import_all=images)
+    _print_imported(result.ids)
+    return EXIT_OK
+
+
+def cmd_group(args: argparse.Namespace) -> int:  # pragma: no cover - argparse requires action
+    raise UsageError(f"{args.command}: an action is required")
+
+
 # -- parser -------------------------------------------------------------------------------------
 COMMANDS = (
     "create",
@@ -506,7 +600,28 @@ COMMANDS = (
     "unlock",
     "export",
     "download",
+    "vm-template",
+    "service-template",
 )
+
+IMPORT_HELP = """\
+Publish a local {what} in a private marketplace (http, s3; --market, else asked on stdin):
+{parts}
+Images are published too with --yes, not with --no, else the question is asked on stdin.
+Without images the apps reference no image apps (nothing dangling). If any part fails, every
+app the import created is deleted again, and the error says if one could not be.
+Prints 'ID: n' per created app: image apps, VM template apps, then the service app.
+"""
+
+VM_TEMPLATE_HELP = """\
+Marketplace apps made of local VM templates:
+  vm-template import ID|NAME [--market ID|NAME] [--yes|--no] [--vmname NAME]
+"""
+
+SERVICE_TEMPLATE_HELP = """\
+Marketplace apps made of local service templates:
+  service-template import ID|NAME [--market ID|NAME] [--yes|--no]
+"""
 
 
 def build_parser(selected: str | None = None) -> ToolParser:
@@ -608,6 +723,57 @@ def build_parser(selected: str | None = None) -> ToolParser:
     download.add_argument("app", metavar="ID|NAME")
     download.add_argument("path", metavar="PATH")
     download.add_argument("--force", action="store_true", help="overwrite an existing PATH")
+
+    def group(name: str, summary: str, description: str) -> Any:
+        """A command with subcommands (``vm-template import``); None when another one runs."""
+        if selected is not None and name != selected:
+            commands.add_parser(name, help=summary)
+            return None
+        holder = add_command(commands, name, cmd_group, summary, description, [connection])
+        return holder.add_subparsers(
+            dest="action", metavar="<action>", parser_class=ToolParser, required=True
+        )
+
+    def import_options(sub: ToolParser) -> None:
+        sub.add_argument("--market", metavar="ID|NAME", help="private marketplace (else asked)")
+        answer = sub.add_mutually_exclusive_group()
+        answer.add_argument("--yes", action="store_true", help="publish the images too")
+        answer.add_argument("--no", action="store_true", help="do not publish the images")
+
+    vm_templates = group("vm-template", "apps made of VM templates", VM_TEMPLATE_HELP)
+    if vm_templates is not None:
+        parts = (
+            "one IMAGE app per image disk (volatile disks skipped), then the VMTEMPLATE app\n"
+            "(its DISK = [ NAME, APP ] entries name them; NICs lose network and addresses)."
+        )
+        sub = add_command(
+            vm_templates,
+            "import",
+            cmd_vm_template_import,
+            "publish a VM template",
+            IMPORT_HELP.format(what="VM template", parts=parts),
+            [connection],
+        )
+        sub.add_argument("template", metavar="ID|NAME", help="VM template")
+        import_options(sub)
+        sub.add_argument("--vmname", metavar="NAME", help="name of the VMTEMPLATE app")
+
+    services = group("service-template", "apps made of service templates", SERVICE_TEMPLATE_HELP)
+    if services is not None:
+        parts = (
+            "each distinct role VM template as with vm-template import, then the\n"
+            "SERVICE_TEMPLATE app (the service JSON, ROLE = [ NAME, APP ] per role)."
+        )
+        sub = add_command(
+            services,
+            "import",
+            cmd_service_template_import,
+            "publish a service template",
+            IMPORT_HELP.format(what="service template", parts=parts),
+            [connection],
+        )
+        sub.add_argument("service_template", metavar="ID|NAME", help="service template")
+        import_options(sub)
     return parser
 
 
