@@ -226,6 +226,24 @@ def test_service_template(one_api: OneApi, tmp_path: Path, with_images: bool) ->
     assert len(web_disks) == (2 if with_images else 0)
 
 
+def test_imported_without_images_exports(one_api: OneApi, tmp_path: Path) -> None:
+    # The original's --no apps named image apps that did not exist: their export failed.
+    from onetools.market.export import export
+    from onetools.one.api import DOCUMENT, TEMPLATE
+
+    market = http_market(one_api, tmp_path)
+    web = web_template(one_api, tmp_path, "web")
+    doc = service(one_api, [{"name": "front", "vm_template": web}])
+    result = import_service_template(one_api, doc, market, import_all=False)
+    exported = export(one_api, result.service_apps[0], "copy", 1)
+    assert exported.images == [] and len(exported.vmtemplates) == 1
+    (document_id,) = exported.service_templates
+    body = json.loads(one_api.info(DOCUMENT, document_id).text("TEMPLATE/BODY"))
+    assert body["roles"][0]["vm_template"] == exported.vmtemplates[0]
+    copied = one_api.info(TEMPLATE, exported.vmtemplates[0])
+    assert copied.text("TEMPLATE/MEMORY") == "512" and copied.text("TEMPLATE/DISK") == ""
+
+
 def test_service_failure_rolls_back_everything(one_api: OneApi, tmp_path: Path) -> None:
     market = http_market(one_api, tmp_path)
     web = web_template(one_api, tmp_path, "web")

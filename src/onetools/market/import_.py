@@ -211,10 +211,12 @@ class _Importer:
         for index, element in enumerate(source.root.findall("TEMPLATE/DISK")):
             disk = {child.tag: (child.text or "") for child in element}
             part = f"disk {index} of VM template {template_id} ({source.name})"
+            if not import_images:
+                break  # no image apps, so no DISK=[APP] lines (the original's dangling ones)
             try:
                 image_id = self.find_image(disk, source.uname)
-                if image_id is None or not import_images:
-                    continue  # volatile, or images not wanted: no DISK=[APP] line (see above)
+                if image_id is None:
+                    continue  # volatile: created on instantiation, nothing to publish
                 image = self.ready_image(image_id)
                 app_name = _suffixed(image.name)
                 template = image_app_template(
