@@ -7,8 +7,12 @@ the app: the tests look at the apps and their templates, never at the files.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -242,6 +246,75 @@ def test_imported_without_images_exports(one_api: OneApi, tmp_path: Path) -> Non
     assert body["roles"][0]["vm_template"] == exported.vmtemplates[0]
     copied = one_api.info(TEMPLATE, exported.vmtemplates[0])
     assert copied.text("TEMPLATE/MEMORY") == "512" and copied.text("TEMPLATE/DISK") == ""
+
+
+@pytest.fixture
+def served_public_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """PUBLIC_DIR served over HTTP at BASE_URL, as a web server in front of an http market."""
+    public = tmp_path / "served"
+    public.mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # no request lines in the test output
+
+    handler = functools.partial(Quiet, directory=str(public))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield public, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_imported_with_images_exports(
+    one_api: OneApi, tmp_path: Path, served_public_dir: tuple[Path, str]
+) -> None:
+    # On the embedded store we are the market driver (the file goes to PUBLIC_DIR); on a
+    # front-end oned's drivers copy it, which the test server does not do.
+    if one_api.backend_name != "embedded":
+        pytest.skip("on a front-end oned's market driver copies the file")
+    from onetools.market.export import export
+    from onetools.one.api import TEMPLATE
+
+    public, base_url = served_public_dir
+    market = one_api.allocate_market(
+        f'NAME = "served"\nMARKET_MAD = "http"\nBASE_URL = "{base_url}"\nPUBLIC_DIR = "{public}"'
+    )
+    result = import_vm_template(one_api, web_template(one_api, tmp_path), market)
+    for oid in result.image_apps:
+        app = apps.show(one_api, oid)
+        if apps.state_name(app) != "READY" or not app.text("SOURCE"):
+            pytest.skip("the http driver did not publish the file at once")
+    exported = export(one_api, result.vmtemplate_apps[0], "copy", 1)
+    assert len(exported.images) == 2 and len(exported.vmtemplates) == 1
+    copied = one_api.info(TEMPLATE, exported.vmtemplates[0])
+    assert [d.findtext("IMAGE_ID") for d in copied.root.findall("TEMPLATE/DISK")] == [
+        str(i) for i in exported.images
+    ]
+    types = [one_api.info(IMAGE, i).int("TYPE") for i in exported.images]
+    assert types == [0, 2]  # OS, DATABLOCK: the APPTEMPLATE64 of the image apps
+
+
+def test_interrupt_rolls_back(one_api: OneApi, tmp_path: Path) -> None:
+    # Ctrl-C during the template app's allocation: the image apps are deleted, the
+    # KeyboardInterrupt goes on.
+    market = http_market(one_api, tmp_path)
+    template_id = web_template(one_api, tmp_path)
+    real = type(one_api).allocate_marketapp
+
+    def allocate(self: OneApi, template: str, market_id: int) -> int:
+        if 'TYPE = "VMTEMPLATE"' in template:
+            raise KeyboardInterrupt
+        return real(self, template, market_id)
+
+    interrupted = copy.copy(one_api)
+    interrupted.__class__ = type("Interrupted", (type(one_api),), {"allocate_marketapp": allocate})
+    with pytest.raises(KeyboardInterrupt):
+        import_vm_template(interrupted, template_id, market)
+    assert app_names(one_api) == []
 
 
 def test_service_failure_rolls_back_everything(one_api: OneApi, tmp_path: Path) -> None:
