@@ -335,3 +335,24 @@ def test_s3_delete_of_missing_object_keeps_the_app(
     assert [app.id for app in store.pool(MARKETAPP)] == [app_id]
     with pytest.raises(s3.S3MarketError, match="Bad formed"):
         s3.split_source("s3://onlybucket")
+
+
+def test_s3_cli_download_and_refused_delete(tmp_path: Path, fake_s3: FakeS3) -> None:
+    home = tmp_path / "home"
+    one = LocalOne(home)
+    try:
+        market = s3_market(one, fake_s3.settings(APP_PREFIX="cli"))
+        app_id = new_app(one, market, new_image(one, tmp_path))
+    finally:
+        one.close()
+    env = {"ONETOOLS_HOME": str(home)}
+    target = tmp_path / "cli.img"
+    done = run_tool("onemarketapp", "download", str(app_id), str(target), env=env)
+    assert done.code == 0, done.err
+    assert target.read_bytes() == DATA
+    fake_s3.client().delete_object(Bucket="apps", Key=f"cli-{app_id}")
+    done = run_tool("onemarketapp", "delete", str(app_id), env=env)
+    assert done.code == 255 and done.err.count("\n") == 1 and "does not exist" in done.err
+    assert fake_s3.secret not in done.err + done.out
+    listing = json.loads(run_tool("onemarketapp", "list", "-j", env=env).out)
+    assert str(app_id) in json.dumps(listing)  # the app is kept
