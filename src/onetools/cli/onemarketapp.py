@@ -16,6 +16,7 @@ from onetools.cli._one import (
     Column,
     command_of,
     connection_parent,
+    edit_text,
     emit_object,
     emit_pool,
     format_parent,
@@ -343,26 +344,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _edit(text: str) -> str:
-    import os
-    import shlex
-    import subprocess
-    import tempfile
-
-    command = shlex.split(os.environ.get("EDITOR") or "vi")
-    descriptor, path = tempfile.mkstemp(prefix="onemarketapp-", suffix=".txt")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        try:
-            status = subprocess.call([*command, path])
-        except OSError as exc:
-            raise UsageError(f"Cannot run the editor {command[0]}: {exc.strerror}") from None
-        if status != 0:
-            raise UsageError(f"The editor exited with status {status}: nothing changed")
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    finally:
-        os.unlink(path)
+    return edit_text(text, "onemarketapp-", ".txt")
 
 
 def cmd_update(args: argparse.Namespace) -> int:
