@@ -223,9 +223,13 @@ class FakeS3:
             endpoint_url=self.endpoint,
         ).create_bucket(Bucket="apps")
         # from now on every request must be signed with a known key
+        self.require_auth(b"0")
+
+    def require_auth(self, free_requests: bytes) -> None:
+        """moto's setting is process-wide: ``b"inf"`` switches authorization off again."""
         request = urllib.request.Request(
             self.endpoint + "/moto-api/reset-auth",
-            data=b"0",
+            data=free_requests,
             method="POST",
             headers={"Content-Type": "text/plain"},  # a form type would hide the body
         )
@@ -255,6 +259,7 @@ class FakeS3:
 def fake_s3() -> Iterator[FakeS3]:
     server = FakeS3()
     yield server
+    server.require_auth(b"inf")
     server.server.stop()
 
 
