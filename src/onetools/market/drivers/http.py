@@ -99,6 +99,9 @@ def import_image(
         raise HttpMarketError(
             f"Cannot copy {image_file} into {directory}: {exc.strerror or exc}"
         ) from None
+    except BaseException:  # Ctrl-C: no temp file left in the published directory
+        temp.unlink(missing_ok=True)
+        raise
     _fsync_dir(directory)
     return Imported(f"{base_url}/{name}", digest.hexdigest(), size, image_format or "raw")
 
