@@ -361,3 +361,19 @@ def test_s3_cli_download_and_refused_delete(tmp_path: Path, fake_s3: FakeS3) -> 
     assert fake_s3.secret not in done.err + done.out
     listing = json.loads(run_tool("onemarketapp", "list", "-j", env=env).out)
     assert str(app_id) in json.dumps(listing)  # the app is kept
+
+
+def test_http_files_elsewhere_only_allocate(store: LocalOne, tmp_path: Path) -> None:
+    # PUBLIC_DIR not on this machine, or on bridge hosts: the app is allocated, nothing copied
+    for name, extra in (("far", ""), ("bridged", '\nBRIDGE_LIST = "host1"')):
+        directory = tmp_path / name
+        if extra:
+            directory.mkdir()
+        market = store.allocate_market(
+            f'NAME = "{name}"\nMARKET_MAD = "http"\nBASE_URL = "http://x/"\n'
+            f'PUBLIC_DIR = "{directory}"{extra}'
+        )
+        app_id = new_app(store, market, new_image(store, tmp_path, name), name)
+        assert apps.show(store, app_id).text("SOURCE") == ""
+        assert not directory.exists() or list(directory.iterdir()) == []
+        apps.delete(store, app_id)
