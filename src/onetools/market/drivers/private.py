@@ -5,9 +5,9 @@ dropping an app; on the embedded store nothing runs behind the store, so ``marke
 ``import_app`` after allocating and ``delete_app`` before deleting.
 
 Setting SOURCE/MD5/SIZE/FORMAT: ``one.update(MARKETAPP, ...)`` cannot do it (oned, and
-LocalOne with it, keep those attributes out of updates), so ``_record_import`` writes them
-through LocalOne's private transaction helpers, as ``market.monitor`` does for catalogs.  A
-public LocalOne method for "driver results" would be cleaner (asked of the lead).
+LocalOne with it, keep those attributes out of updates), so ``_record_import`` writes them in a
+``LocalOne.driver_transaction()``, the store's interface for what drivers report (as
+``market.monitor`` does for catalogs).
 """
 
 from __future__ import annotations
@@ -104,15 +104,15 @@ def delete_app(one: OneApi, app_id: int) -> None:
 
 
 def _record_import(one: OneApi, app_id: int, imported: Imported) -> None:
-    # Private helper (see the module docstring): LocalOne's update keeps these out.
+    # What the driver reports (see the module docstring): LocalOne's update keeps these out.
     from onetools.one import bodies
     from onetools.one.local import LocalOne
 
     assert isinstance(one, LocalOne)
-    with one._write() as db:
-        root = one._load(db, MARKETAPP, app_id, "onemarketapp.import")
+    with one.driver_transaction() as db:
+        root = db.load(MARKETAPP, app_id, "onemarketapp.import")
         bodies.set_text(root, "SOURCE", imported.source)
         bodies.set_text(root, "MD5", imported.md5)
         bodies.set_text(root, "SIZE", imported.size_mb)
         bodies.set_text(root, "FORMAT", imported.image_format)
-        one._save(db, MARKETAPP, app_id, root)
+        db.save(MARKETAPP, app_id, root)
