@@ -998,15 +998,7 @@ class _Run:
         for item in self.plan.images:
             self._create_image(item)
         for item in self.plan.marketplaceapps:
-            key = f"marketplaceapps/{item.position}"
-            if key not in self.provision.meta["done"]:
-                # exporting apps belongs to onemarketapp; a provision records none (§2.9)
-                self.ui.warning(
-                    f"Marketplace app {item.name or item.position}: not exported (not supported "
-                    "by this version), skipped"
-                )
-                self.provision.meta["done"][key] = "skipped"
-                self.provision.save()
+            self._export_app(item)
         for section, allocate in (
             ("templates", self.one.allocate_template),
             ("vntemplates", self.one.allocate_vntemplate),
@@ -1063,6 +1055,112 @@ class _Run:
         self._create_object(
             "images", item, name, lambda: self.one.allocate_image(text, int(ds_text)), finish
         )
+
+    def _export_app(self, item: PlanObject) -> None:
+        """Export one ``marketplaceapps`` entry (§2.9): the images/templates the export creates
+        are recorded (two-phase, like the other objects), get ``PROVISION/ID`` and the meta
+        ownership; the app itself is not recorded.  A failed export has rolled itself back."""
+        from onetools.market.export import export
+
+        key = f"marketplaceapps/{item.position}"
+        meta = self.provision.meta
+        if key in meta["done"]:
+            return
+        attributes = self.substitute(dict(item.attributes))
+        label = str(attributes.get("appname") or attributes.get("appid") or item.position)
+        records = (("images", IMAGE), ("templates", TEMPLATE), ("flowtemplates", DOCUMENT))
+
+        def finish(created: Mapping[str, list[int]]) -> int:
+            first: int | None = None
+            for record, kind in records:
+                for oid in created.get(record, []):
+                    first = oid if first is None else first
+                    if kind == DOCUMENT:
+                        doc = self.one.info(DOCUMENT, oid)
+                        body = _body_of(doc) or {}
+                        body["provision"] = {"id": self.provision.id}
+                        text = f"<TEMPLATE><BODY>{_cdata(_dumps(body))}</BODY></TEMPLATE>"
+                        self.one.update(DOCUMENT, oid, text)
+                    else:
+                        text = template_text({"provision": {"id": self.provision.id}})
+                        self.one.update(kind, oid, text, merge=True)
+                    self._ownership(kind, oid, item)
+            if first is None:
+                raise ProvisionError(f"Marketplace app {label}: the export created nothing")
+            return first
+
+        def attempt() -> int:
+            pending = meta.get("pending")
+            if isinstance(pending, dict) and pending.get("key") == key and pending.get("created"):
+                # a crash after the export was recorded: only the finishing is left
+                return finish(pending["created"])
+            app = self._find_app(attributes)
+            name = str(attributes.get("name") or app.name)
+            ds_text = str(attributes.get("dsid", attributes.get("ds_id", ""))).strip()
+            if not ds_text.lstrip("-").isdigit():
+                raise ProvisionError(
+                    f"Marketplace app {label}: dsid '{ds_text}' is not a datastore ID"
+                )
+            vmname = attributes.get("vmname")
+            if isinstance(pending, dict) and pending.get("key") == key:
+                # killed inside an earlier export: what it had made is not wanted (§4.2)
+                remove_export_orphans(self.one, pending)
+            meta["pending"] = {
+                "key": key,
+                "kind": "marketplaceapp",
+                "name": name,
+                "prefixes": [name] + ([str(vmname)] if vmname else []),
+                "after": _last_ids(self.one),
+            }
+            self.provision.save()
+            wait = item.meta.wait_timeout or self.options.wait_timeout
+            result = export(
+                self.one,
+                app.id,
+                name,
+                int(ds_text),
+                vmname=str(vmname) if vmname else None,
+                wait_timeout=float(wait),
+            )
+            created = {
+                "images": list(result.images),
+                "templates": list(result.vmtemplates),
+                "flowtemplates": list(result.service_templates),
+            }
+            # record in the same update that names what the export created
+            meta["pending"] = {
+                "key": key,
+                "kind": "marketplaceapp",
+                "name": name,
+                "created": created,
+            }
+            for record, kind in records:
+                for oid in created[record]:
+                    self.provision.add_entry("resource", record, oid, self.one.info(kind, oid).name)
+            self.provision.save()
+            return finish(created)
+
+        result = self.handler.run(f"Failed to export marketplace app {label}", attempt)
+        meta["done"][key] = "skipped" if result is SKIPPED else result
+        meta.pop("pending", None)
+        self.provision.save()
+
+    def _find_app(self, attributes: Mapping[str, Any]) -> OneObject:
+        """The app of a ``marketplaceapps`` entry: by ``appid``, else by ``appname`` among all
+        apps the user can see (§2.9)."""
+        from onetools.one.api import FILTER_ALL, MARKETAPP
+
+        appid = attributes.get("appid")
+        if appid is not None and str(appid).strip().isdigit():
+            try:
+                return self.one.info(MARKETAPP, int(str(appid).strip()))
+            except NotFoundError:
+                raise ProvisionError(f"App {appid} not found") from None
+        name = str(attributes.get("appname") or "")
+        for app in self.one.pool(MARKETAPP, FILTER_ALL):
+            if app.name == name:
+                return app
+        raise ProvisionError(f"App {name} not found")
 
     def step_configuration(self) -> None:
         if self.options.skip_provision or self.options.skip_config:
@@ -1192,10 +1290,53 @@ def tf_objects(one: OneApi, provision: Provision) -> list[Any]:
     return objects
 
 
+EXPORT_KINDS = (IMAGE, TEMPLATE, DOCUMENT)
+
+
+def _export_pool(one: OneApi, kind: str) -> list[OneObject]:
+    if kind == DOCUMENT:
+        return list(one.pool(DOCUMENT, doc_type=DOC_SERVICE_TEMPLATE))
+    return list(one.pool(kind))
+
+
+def _last_ids(one: OneApi) -> dict[str, int]:
+    """The highest ID of each kind an export makes (IDs only grow)."""
+    return {kind: max((o.id for o in _export_pool(one, kind)), default=-1) for kind in EXPORT_KINDS}
+
+
+def remove_export_orphans(one: OneApi, pending: Mapping[str, Any]) -> None:
+    """Delete what a process killed inside a marketplace app export had made but not recorded:
+    this user's objects newer than the pending record whose names the export gives (``name``,
+    ``name_1``, ``name-child…``, or ``vmname``).  Nothing when the export was recorded."""
+    after = pending.get("after")
+    prefixes = [str(p) for p in pending.get("prefixes") or [] if str(p)]
+    if pending.get("created") or not isinstance(after, dict) or not prefixes:
+        return
+    uid = one.whoami().uid
+    # the service template first, then VM templates, then images (they are in use by those)
+    for kind in (DOCUMENT, TEMPLATE, IMAGE):
+        last = after.get(kind)
+        if not isinstance(last, int):
+            continue
+        for obj in _export_pool(one, kind):
+            if (
+                obj.id > last
+                and obj.uid == uid
+                and any(obj.name.startswith(prefix) for prefix in prefixes)
+            ):
+                with contextlib.suppress(NotFoundError):
+                    one.delete(kind, obj.id)
+
+
 def find_pending(one: OneApi, provision: Provision, pending: Mapping[str, Any]) -> int | None:
     """The object a crashed run was creating: by the ID it recorded, else by the exact name
     it was about to use (and, for objects with a template, this provision's ``PROVISION/ID``)."""
     kind = str(pending.get("kind"))
+    if kind == "marketplaceapp":
+        # an export rolls itself back when it fails, and what it created is recorded in the
+        # same update that names it (``created``); what a killed export left is removed by
+        # remove_export_orphans, not adopted
+        return None
     oid = pending.get("id")
     if isinstance(oid, int):
         try:
@@ -1559,6 +1700,8 @@ def _delete_locked(
         _check_deletable(one, provision)
     # an object a killed create was making is part of the provision too
     pending = provision.meta.get("pending")
+    if isinstance(pending, dict) and pending.get("kind") == "marketplaceapp":
+        remove_export_orphans(one, pending)
     if isinstance(pending, dict):
         oid = find_pending(one, provision, pending)
         if oid is not None:
