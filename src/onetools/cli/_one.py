@@ -53,6 +53,21 @@ def command_of(tokens: Sequence[str], commands: Iterable[str]) -> str | None:
     return None
 
 
+def read_text_file(path: str, allow_stdin: bool = True) -> str:
+    """A UTF-8 input file (``-`` is standard input when ``allow_stdin``); one clear
+    ``UsageError`` when it is missing or unreadable."""
+    try:
+        if allow_stdin and path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise UsageError(f"File {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"Cannot read {path}: {reason}") from None
+
+
 def edit_text(text: str, prefix: str, suffix: str) -> str:
     """``text`` edited in ``$EDITOR`` (default vi) through a 0600 temporary file that is
     removed afterwards (it may hold secrets in clear).  The editor failing changes nothing."""

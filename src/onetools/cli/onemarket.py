@@ -23,6 +23,7 @@ from onetools.cli._one import (
     format_parent,
     log_line,
     open_one,
+    read_text_file,
     render_table,
     resolve_id,
     resolve_ids,
@@ -147,16 +148,7 @@ def _report(
 
 
 def _read_file(path: str) -> str:
-    try:
-        if path == "-":
-            return sys.stdin.read()
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise UsageError(f"File {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise UsageError(f"Cannot read {path}: {reason}") from None
+    return read_text_file(path)
 
 
 def _verbose(args: argparse.Namespace) -> bool:

@@ -22,6 +22,7 @@ from onetools.cli._one import (
     format_parent,
     log_line,
     open_one,
+    read_text_file,
     render_table,
     resolve_id,
     resolve_ids,
@@ -145,16 +146,7 @@ def _each(args: argparse.Namespace, verb: str, action: Callable[[OneApi, int], N
 
 
 def _read_file(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise UsageError(f"File {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise UsageError(f"Cannot read {path}: {reason}") from None
+    return read_text_file(path)
 
 
 def _market_id(one: OneApi, text: str) -> int:
