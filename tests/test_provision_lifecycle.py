@@ -434,7 +434,11 @@ def fake_cloud_provider(one: OneApi) -> int:
     return one.allocate_document(text, api.DOC_PROVIDER)
 
 
-def ssh_plan(tmp_path: Path, hosts: Sequence[Any], key: Any) -> Any:
+def ssh_plan(
+    tmp_path: Path, hosts: Sequence[Any], key: Any, extra: str = "", provision: str = ""
+) -> Any:
+    """A plan of the given real SSH hosts; ``extra`` is appended to the YAML, ``provision``
+    to each host's ``provision`` map."""
     groups = []
     for host in hosts:
         configuration = "".join(f"\n        {k}: '{v}'" for k, v in host.host_vars().items())
@@ -442,7 +446,7 @@ def ssh_plan(tmp_path: Path, hosts: Sequence[Any], key: Any) -> Any:
             f"""\
   - im_mad: kvm
     vm_mad: kvm
-    provision: {{hostname: '{host.address}'}}
+    provision: {{hostname: '{host.address}'{provision}}}
     connection:
       remote_user: '{host.user}'
       remote_port: {host.port}
@@ -456,7 +460,7 @@ def ssh_plan(tmp_path: Path, hosts: Sequence[Any], key: Any) -> Any:
         "ansible: {ver_min: '2.15', ver_max: '2.19', playbook: [write_files]}\n"
         "defaults: {provision: {provider_name: 'fake-cloud'}}\n"
         "cluster: {name: cloudy}\n"
-        "hosts:\n" + "".join(groups)
+        "hosts:\n" + "".join(groups) + extra
     )
     return plan_of(tmp_path, text)
 
@@ -732,6 +736,105 @@ def test_host_configure_and_host_ssh_on_a_real_ssh_host(
         "oneprovision", "host", "ssh", host.address, f"cat {host.root_dir}/configured", env=env
     )
     assert result.code == 0 and result.out.startswith(f"{host.address} hello"), result.err
+
+
+LATE_UPDATES = """\
+ceph_vars: {ceph_hci: true}
+datastores:
+  - {name: "ceph-${provision_id}", ds_mad: fs, tm_mad: ssh,
+     bridge_list: "${updates.ceph_hosts_list}",
+     ceph_secret: "${updates.ceph_secret}"}
+networks:
+  - {name: "public-${provision_id}", vn_mad: bridge, phydev: "${updates.default_ipv4_nic}",
+     ar: [{type: IP4, ip: 10.9.1.1, size: 4}]}
+vntemplates:
+  - {name: "private-${provision_id}", vn_mad: vxlan, phydev: "${updates.default_ipv4_nic}"}
+"""
+
+
+def default_route_interface() -> str:
+    output = subprocess.run(
+        ["ip", "-o", "-4", "route", "show", "default"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return output[output.index("dev") + 1]
+
+
+def test_facts_resolve_late_updates_and_hci_reservations(
+    tmp_path: Path, ssh_host_factory: Any, ssh_key_pair: Any
+) -> None:
+    """After the playbooks, facts gathered on the real SSH hosts give the networks' PHYDEV
+    (the first host's default IPv4 interface) and each HCI host's reservations (§2.11, §2.14);
+    with the configuration skipped the facts are not gathered and the placeholders stay."""
+    from onetools.one.local import LocalOne
+    from onetools.provision import ansible
+
+    hosts = ssh_host_factory(2)
+    one = LocalOne(tmp_path / "store")
+    plan = ssh_plan(tmp_path, hosts, ssh_key_pair, LATE_UPDATES, ", ceph_group: 'osd,mon'")
+    plan.provider_name = "onprem"
+    ui = ScriptedUi()
+    options = lifecycle.CreateOptions(
+        playbook_dir=str(TEST_PLAYBOOKS), ping_retries=3, ping_timeout=0.5
+    )
+    provision = lifecycle.create(one, plan, options, ui, batch())
+    assert provision.state_name == "RUNNING", ui.lines
+    nic = default_route_interface()
+    (network,) = provision.ids("infrastructure", "networks")
+    assert one.info(api.VNET, network).text("TEMPLATE/PHYDEV") == nic
+    (vntemplate,) = provision.ids("resource", "vntemplates")
+    assert one.info(api.VNTEMPLATE, vntemplate).text("TEMPLATE/PHYDEV") == nic
+    (datastore,) = provision.ids("infrastructure", "datastores")
+    ds = one.info(api.DATASTORE, datastore)
+    assert ds.text("TEMPLATE/BRIDGE_LIST") == " ".join(h.address for h in hosts)
+    assert ds.text("TEMPLATE/CEPH_SECRET") == provision.body["ceph_vars"]["ceph_secret_uuid"]
+    facts = ansible.gather_facts(
+        [
+            ansible.AnsibleHost(
+                h.address, None, h.port, h.user, str(ssh_key_pair.private_key), h.host_vars()
+            )
+            for h in hosts
+        ]
+    )
+    for oid, host in zip(provision.ids("infrastructure", "hosts"), hosts, strict=True):
+        expected = lifecycle.reservations(facts[host.address])
+        assert expected is not None
+        one_host = one.info(api.HOST, oid)
+        assert one_host.text("TEMPLATE/RESERVED_CPU") == str(expected[0])
+        assert one_host.text("TEMPLATE/RESERVED_MEM") == str(expected[1])
+
+    skipped_plan = ssh_plan(tmp_path, hosts[:1], ssh_key_pair, LATE_UPDATES)
+    skipped_plan.provider_name = "onprem"
+    one.close()
+    one = LocalOne(tmp_path / "second-store")
+    options = lifecycle.CreateOptions(skip_config=True)
+    skipped = lifecycle.create(one, skipped_plan, options, ui, batch())
+    (network,) = skipped.ids("infrastructure", "networks")
+    assert one.info(api.VNET, network).text("TEMPLATE/PHYDEV") == "${updates.default_ipv4_nic}"
+    assert ("WARN", "Configuration skipped: values from Ansible facts are left unresolved") in (
+        ui.lines
+    )
+    one.close()
+
+
+@pytest.mark.parametrize(
+    ("processors", "memory", "expected"),
+    [
+        (1, 3900, (0, 0)),
+        (4, 4000, (0, 0)),
+        (5, 4001, (100, 1000 * 1024)),
+        (10, 6001, (100, 1000 * 1024)),
+        (11, 6002, (200, 2000 * 1024)),
+        (20, 20000, (200, 4000 * 1024)),
+        (21, 40000, (300, 5000 * 1024)),
+        (64, 64000, (300, 8000 * 1024)),
+        (64, 128000, (300, 12000 * 1024)),
+        (64, 128001, (300, 16000 * 1024)),
+    ],
+)
+def test_hci_reservation_steps(processors: int, memory: int, expected: tuple[int, int]) -> None:
+    facts = {"ansible_processor_count": processors, "ansible_memtotal_mb": memory}
+    assert lifecycle.reservations(facts) == expected
+    assert lifecycle.reservations({"ansible_memtotal_mb": memory}) is None
 
 
 # -- day-2 ------------------------------------------------------------------------------------

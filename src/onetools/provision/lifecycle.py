@@ -1189,42 +1189,18 @@ class _Run:
         return [self.one.info(HOST, oid).name for oid in ids if isinstance(oid, int)]
 
     def step_updates(self) -> None:
-        """``${updates.KEY}`` of datastores, networks and VN templates (§2.11)."""
-        hosts = [self.one.info(HOST, oid) for oid in self.provision.ids("infrastructure", "hosts")]
-        updates: dict[str, Any] = {}
-        if hosts:
-            updates["first_host"] = hosts[0].name
-            ceph = [
-                h.name
-                for h in hosts
-                if h.text("TEMPLATE/PROVISION/CEPH_GROUP") in ("osd", "osd,mon")
-            ]
-            if ceph:
-                updates["ceph_hosts_list"] = " ".join(ceph)
-        secret = (self.plan.ceph_vars or {}).get("ceph_secret_uuid") or (
-            self.provision.body.get("ceph_vars") or {}
-        ).get("ceph_secret_uuid")
-        if secret:
-            updates["ceph_secret"] = secret
-        if not updates:
-            return
-        from onetools.provision.template import SubstitutionContext, substitute
-
-        context = SubstitutionContext(updates=updates)
-        for section in ("datastores", "networks", "vntemplates"):
-            kind = SECTIONS[section][0]
-            for item in getattr(self.plan, section):
-                oid = self.provision.meta["done"].get(f"{section}/{item.position}")
-                if not isinstance(oid, int):
-                    continue
-                changed = {}
-                for key, value in item.attributes.items():
-                    if isinstance(value, str) and "${updates." in value:
-                        new = substitute(value, context)
-                        if new != value:
-                            changed[key] = new
-                if changed:
-                    self.one.update(kind, oid, template_text(changed), merge=True)
+        """``${updates.KEY}`` of datastores, networks and VN templates, and the HCI host
+        reservations (§2.11, §2.14)."""
+        configured = not (self.options.skip_provision or self.options.skip_config)
+        apply_updates(
+            self.one,
+            self.provision,
+            self.plan,
+            self.ui,
+            self.handler,
+            configured=configured,
+            threads=self.options.threads,
+        )
 
     def step_enable(self) -> None:
         for oid in self.provision.ids("infrastructure", "hosts"):
@@ -1580,20 +1556,8 @@ def _ansible_of(provision: Provision) -> Any:
     )
 
 
-def configure_hosts(
-    one: OneApi,
-    provision: Provision,
-    ansible: Any,
-    ui: Ui,
-    handler: FailureHandler,
-    threads: int = 3,
-    playbook_dir: str | None = None,
-    ping_retries: int = 30,
-    ping_timeout: float = 20.0,
-    limit: Sequence[str] | None = None,
-) -> None:
-    """Run the playbooks on the provision's hosts (§4.5): CONFIGURING, then RUNNING is left
-    to the caller; a failure goes through the fail modes (state ERROR)."""
+def _ansible_hosts(one: OneApi, provision: Provision) -> list[Any]:
+    """The provision's hosts as Ansible sees them: address, connection, host vars."""
     import yaml
 
     from onetools.provision import ansible as ansible_layer
@@ -1615,6 +1579,171 @@ def configure_hosts(
                 inventory_vars=host.text("TEMPLATE/ANSIBLE_HOST_VARS"),
             )
         )
+    return hosts
+
+
+#: (upper bound, reservation) steps of §2.14: CPU shares by processor count, memory in MB
+#: by total memory in MB; above the last bound the final value applies.
+RESERVED_CPU_STEPS = ((4, 0), (10, 100), (20, 200))
+RESERVED_CPU_TOP = 300
+RESERVED_MEM_STEPS = (
+    (4000, 0),
+    (6001, 1000),
+    (10000, 2000),
+    (20000, 4000),
+    (40000, 5000),
+    (64000, 8000),
+    (128000, 12000),
+)
+RESERVED_MEM_TOP = 16000
+
+
+def reservations(facts: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``(RESERVED_CPU, RESERVED_MEM in KB)`` of an HCI host from its Ansible facts, None
+    when the facts lack the processor count or the memory total (§2.14).
+
+    ``ansible_processor_count`` is the socket count on most systems, so the CPU reservation
+    is usually 0: the original's quirk, kept so that both tools reserve the same."""
+    processors = facts.get("ansible_processor_count", facts.get("processor_count"))
+    memory = facts.get("ansible_memtotal_mb", facts.get("memtotal_mb"))
+    try:
+        processors, memory = int(processors), int(memory)
+    except (TypeError, ValueError):
+        return None
+    cpu = next((value for bound, value in RESERVED_CPU_STEPS if processors <= bound), None)
+    mem = next((value for bound, value in RESERVED_MEM_STEPS if memory <= bound), None)
+    cpu = RESERVED_CPU_TOP if cpu is None else cpu
+    mem = RESERVED_MEM_TOP if mem is None else mem
+    return cpu, mem * 1024
+
+
+def _default_ipv4_nic(facts: Mapping[str, Any]) -> str | None:
+    default = facts.get("ansible_default_ipv4", facts.get("default_ipv4")) or {}
+    interface = default.get("interface") if isinstance(default, dict) else None
+    return str(interface) if interface else None
+
+
+def _late_values(plan: ProvisionPlan) -> list[tuple[str, PlanObject, str, str]]:
+    """``(section, item, key, value)`` of every attribute holding an ``${updates.*}``."""
+    found = []
+    for section in ("datastores", "networks", "vntemplates"):
+        for item in getattr(plan, section):
+            for key, value in item.attributes.items():
+                if isinstance(value, str) and "${updates." in value:
+                    found.append((section, item, key, value))
+    return found
+
+
+def apply_updates(
+    one: OneApi,
+    provision: Provision,
+    plan: ProvisionPlan,
+    ui: Ui,
+    handler: FailureHandler,
+    *,
+    configured: bool,
+    threads: int = 3,
+) -> None:
+    """After configuration (6.4+): resolve ``${updates.KEY}`` on the datastores, networks and
+    VN templates, and give HCI hosts ``RESERVED_CPU``/``RESERVED_MEM`` from their facts
+    (§2.11, §2.14). Facts are gathered only when needed, and only once the hosts are
+    configured: with the configuration skipped, what needs facts is left as it is, said."""
+    host_objects = [one.info(HOST, oid) for oid in provision.ids("infrastructure", "hosts")]
+    late = _late_values(plan)
+    updates: dict[str, Any] = {}
+    if host_objects:
+        updates["first_host"] = host_objects[0].name
+        ceph = [
+            h.name
+            for h in host_objects
+            if h.text("TEMPLATE/PROVISION/CEPH_GROUP") in ("osd", "osd,mon")
+        ]
+        if ceph:
+            updates["ceph_hosts_list"] = " ".join(ceph)
+    secret = (plan.ceph_vars or {}).get("ceph_secret_uuid") or (
+        provision.body.get("ceph_vars") or {}
+    ).get("ceph_secret_uuid")
+    if secret:
+        updates["ceph_secret"] = secret
+    wants_nic = any("${updates.default_ipv4_nic}" in value for _, _, _, value in late)
+    hci = plan.ceph_vars is not None or provision.body.get("ceph_vars") is not None
+    if host_objects and (wants_nic or hci):
+        if not configured:
+            ui.warning("Configuration skipped: values from Ansible facts are left unresolved")
+        else:
+            _apply_facts(one, provision, ui, handler, updates, hci=hci, threads=threads)
+    if not late or not updates:
+        return
+    from onetools.provision.template import SubstitutionContext, substitute
+
+    context = SubstitutionContext(updates=updates)
+    changes: dict[tuple[str, int], dict[str, Any]] = {}
+    for section, item, key, value in late:
+        oid = provision.meta["done"].get(f"{section}/{item.position}")
+        if not isinstance(oid, int):
+            continue
+        new = substitute(value, context)
+        if new != value:
+            changes.setdefault((section, oid), {})[key] = new
+    for (section, oid), changed in changes.items():
+        one.update(SECTIONS[section][0], oid, template_text(changed), merge=True)
+
+
+def _apply_facts(
+    one: OneApi,
+    provision: Provision,
+    ui: Ui,
+    handler: FailureHandler,
+    updates: dict[str, Any],
+    *,
+    hci: bool,
+    threads: int,
+) -> None:
+    """Gather facts (all hosts for HCI, else the first) and record what they give."""
+    from onetools.provision import ansible as ansible_layer
+
+    hosts = _ansible_hosts(one, provision)
+    wanted = hosts if hci else hosts[:1]
+    ids = provision.ids("infrastructure", "hosts")
+
+    def gather() -> None:
+        facts = ansible_layer.gather_facts(wanted, threads=threads)
+        nic = _default_ipv4_nic(facts.get(hosts[0].name) or {})
+        if nic:
+            updates["default_ipv4_nic"] = nic
+        if not hci:
+            return
+        missing = []
+        for oid, host in zip(ids, hosts, strict=True):
+            reserved = reservations(facts.get(host.name) or {})
+            if reserved is None:
+                missing.append(f"Missing facts for {host.name}")
+                continue
+            cpu, mem = reserved
+            one.update(HOST, oid, f'RESERVED_CPU="{cpu}"\nRESERVED_MEM="{mem}"\n', merge=True)
+        if missing:
+            raise ProvisionError("\n".join(missing))
+
+    handler.run("Failed to gather facts", gather)
+
+
+def configure_hosts(
+    one: OneApi,
+    provision: Provision,
+    ansible: Any,
+    ui: Ui,
+    handler: FailureHandler,
+    threads: int = 3,
+    playbook_dir: str | None = None,
+    ping_retries: int = 30,
+    ping_timeout: float = 20.0,
+    limit: Sequence[str] | None = None,
+) -> None:
+    """Run the playbooks on the provision's hosts (§4.5): CONFIGURING, then RUNNING is left
+    to the caller; a failure goes through the fail modes (state ERROR)."""
+    from onetools.provision import ansible as ansible_layer
+
+    hosts = _ansible_hosts(one, provision)
     playbooks = list(ansible.playbooks)
     provision.set_state(CONFIGURING)
 
@@ -1655,6 +1784,17 @@ def configure(
         configure_hosts(
             one, provision, ansible, ui, handler, threads=threads, playbook_dir=playbook_dir
         )
+        stored = provision.meta.get("plan")
+        if isinstance(stored, dict):  # documents made by the original have no plan to replay
+            apply_updates(
+                one,
+                provision,
+                plan_from_dict(stored),
+                ui,
+                handler,
+                configured=True,
+                threads=threads,
+            )
         for host in provision.ids("infrastructure", "hosts"):
             one.host_status(host, HOST_ENABLED)
         provision.set_state(RUNNING)
