@@ -308,6 +308,20 @@ def test_per_object_delete_removes_only_that_object(one_api: OneApi, tmp_path: P
     assert provision_leftovers(one_api) == {}
 
 
+def test_delete_passes_over_recorded_objects_already_gone(one_api: OneApi, tmp_path: Path) -> None:
+    """Delete saves the record once per kind, so a delete killed inside a kind leaves records
+    of objects it had already removed: the next delete finds them gone and finishes."""
+    ui = ScriptedUi()
+    provision = create(one_api, plan_of(tmp_path), ui)
+    first, _ = provision.ids("infrastructure", "hosts")
+    one_api.host_status(first, lifecycle.HOST_OFFLINE)
+    one_api.delete(api.HOST, first)
+    one_api.delete(api.TEMPLATE, provision.ids("resource", "templates")[0])
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
+    assert not ui.errors("")
+
+
 def test_objects_outside_provisions_are_refused(one_api: OneApi) -> None:
     oid = one_api.allocate_template('NAME = "mine"')
     with pytest.raises(lifecycle.ProvisionError, match="does not belong to a provision"):

@@ -1876,8 +1876,11 @@ def _delete_locked(
         result = handler.run(f"Failed to delete {key[:-1]} {oid}", action)
         if result is not SKIPPED:
             provision.remove_entry(group, key, oid)
-            provision.save()
 
+    # One save per kind, not per object: a delete killed in between leaves records of objects
+    # already gone, which the next delete finds missing and passes over.  That is safe because
+    # IDs are never reused (oned's and the store's pool counters only grow), so a recorded ID
+    # can't have become somebody else's object.
     for group, key, kind in (
         ("infrastructure", "hosts", HOST),
         ("resource", "images", IMAGE),
@@ -1888,8 +1891,13 @@ def _delete_locked(
         ("infrastructure", "networks", VNET),
         ("infrastructure", "clusters", CLUSTER),
     ):
-        for oid in list(provision.ids(group, key)):
-            remove(kind, group, key, oid)
+        ids = list(provision.ids(group, key))
+        try:
+            for oid in ids:
+                remove(kind, group, key, oid)
+        finally:
+            if ids:
+                provision.save()
     left = [
         f"{key} {oid}"
         for group, lists in provision.record.items()
