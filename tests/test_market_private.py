@@ -355,6 +355,14 @@ def test_s3_cli_download_and_refused_delete(tmp_path: Path, fake_s3: FakeS3) -> 
     done = run_tool("onemarketapp", "download", str(app_id), str(target), env=env)
     assert done.code == 0, done.err
     assert target.read_bytes() == DATA
+    # --home names the store: the s3 market is found there, not through the environment
+    elsewhere = {"ONETOOLS_HOME": str(tmp_path / "other-home")}
+    again = tmp_path / "again.img"
+    done = run_tool(
+        "onemarketapp", "download", str(app_id), str(again), "--home", str(home), env=elsewhere
+    )
+    assert done.code == 0, done.err
+    assert again.read_bytes() == DATA
     fake_s3.client().delete_object(Bucket="apps", Key=f"cli-{app_id}")
     done = run_tool("onemarketapp", "delete", str(app_id), env=env)
     assert done.code == 255 and done.err.count("\n") == 1 and "does not exist" in done.err

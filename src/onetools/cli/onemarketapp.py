@@ -454,14 +454,27 @@ def cmd_download(args: argparse.Namespace) -> int:
     from onetools.market import apps
     from onetools.market.download import download
 
+    s3_market = None
     with open_one(args) as one:
         app = apps.show(one, _app_id(one, args.app))
-    source = app.text("SOURCE")
+        source = app.text("SOURCE")
+        if source.startswith("s3://"):
+            from onetools.market.drivers import s3
+
+            # the market of this connection (--home / --endpoint), not the environment's
+            s3_market = s3.market_of_app(one, app) or s3.market_for(source, one)
     if not source:
         raise UsageError(f"App {app.id} ({app.name}) has no SOURCE to download")
     bar = _Bar()
     try:
-        download(source, args.path, md5=app.text("MD5") or None, progress=bar, force=args.force)
+        download(
+            source,
+            args.path,
+            md5=app.text("MD5") or None,
+            progress=bar,
+            force=args.force,
+            s3_market=s3_market,
+        )
     finally:
         bar.end()
     return EXIT_OK

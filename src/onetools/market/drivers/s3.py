@@ -262,15 +262,32 @@ def fetch(
         raise S3MarketError(f"Download of {source} failed: {_describe(exc)}") from None
 
 
-def market_for(source: str) -> dict[str, str]:
-    """The settings of the s3 market holding ``source``, found on the connection the
-    environment selects (ONETOOLS_HOME / ONE_XMLRPC): the download path only has the URL."""
+def market_of_app(one: Any, app: Any) -> dict[str, str] | None:
+    """The settings of the s3 market ``app`` (a MARKETPLACEAPP) belongs to, None when its
+    market is not an s3 one: what a download of its ``s3://`` SOURCE needs."""
+    from onetools.market.drivers.private import market_settings
+    from onetools.one.api import MARKET
+    from onetools.one.errors import NotFoundError
+
+    market_id = app.text("MARKETPLACE_ID")
+    if not market_id.lstrip("-").isdigit():
+        return None
+    try:
+        market = one.info(MARKET, int(market_id))
+    except NotFoundError:
+        return None
+    return market_settings(market) if market.text("MARKET_MAD") == "s3" else None
+
+
+def market_for(source: str, one: Any = None) -> dict[str, str]:
+    """The settings of the s3 market holding ``source``, looked up by bucket on ``one``, by
+    default the connection the environment selects (ONETOOLS_HOME / ONE_XMLRPC)."""
     from onetools.market.drivers.private import market_settings
     from onetools.one.api import MARKET
     from onetools.one.connect import connect
 
     bucket, _key = split_source(source)
-    one = connect()
+    one = one if one is not None else connect()
     for market in one.pool(MARKET):
         if market.text("MARKET_MAD") == "s3":
             settings = market_settings(market)
