@@ -372,16 +372,85 @@ def test_s3_cli_download_and_refused_delete(tmp_path: Path, fake_s3: FakeS3) -> 
 
 
 def test_http_files_elsewhere_only_allocate(store: LocalOne, tmp_path: Path) -> None:
-    # PUBLIC_DIR not on this machine, or on bridge hosts: the app is allocated, nothing copied
-    for name, extra in (("far", ""), ("bridged", '\nBRIDGE_LIST = "host1"')):
-        directory = tmp_path / name
-        if extra:
-            directory.mkdir()
-        market = store.allocate_market(
-            f'NAME = "{name}"\nMARKET_MAD = "http"\nBASE_URL = "http://x/"\n'
-            f'PUBLIC_DIR = "{directory}"{extra}'
-        )
-        app_id = new_app(store, market, new_image(store, tmp_path, name), name)
-        assert apps.show(store, app_id).text("SOURCE") == ""
-        assert not directory.exists() or list(directory.iterdir()) == []
-        apps.delete(store, app_id)
+    # PUBLIC_DIR not on this machine and no bridge hosts: the app is allocated, nothing copied
+    directory = tmp_path / "far"
+    market = store.allocate_market(
+        f'NAME = "far"\nMARKET_MAD = "http"\nBASE_URL = "http://x/"\nPUBLIC_DIR = "{directory}"'
+    )
+    app_id = new_app(store, market, new_image(store, tmp_path, "far"), "far")
+    assert apps.show(store, app_id).text("SOURCE") == ""
+    assert not directory.exists()
+    apps.delete(store, app_id)
+
+
+def bridge_config(tmp_path: Path, hosts: dict[str, Any], key: Any) -> Path:
+    """An ssh_config naming each bridge (``None``: a port where nothing listens)."""
+    lines = []
+    for name, host in hosts.items():
+        address, port = (host.address, host.port) if host else ("127.0.0.1", free_port())
+        user = host.user if host else "root"
+        lines += [
+            f"Host {name}",
+            f"  HostName {address}",
+            f"  Port {port}",
+            f"  User {user}",
+            f"  IdentityFile {key.private_key}",
+            "  StrictHostKeyChecking no",
+            "  UserKnownHostsFile /dev/null",
+            "  LogLevel ERROR",
+        ]
+    path = tmp_path / "ssh_config"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_http_bridged_over_ssh(
+    store: LocalOne,
+    tmp_path: Path,
+    public_dir: tuple[Path, str],
+    ssh_host_factory: Any,
+    ssh_key_pair: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With BRIDGE_LIST the file goes to PUBLIC_DIR on the bridge host through real ssh (an
+    sshd on loopback), the host picked by app id modulo the bridges, as oned's driver does; a
+    bridge that can't be reached fails the create with one line and leaves nothing."""
+    directory, base_url = public_dir
+    (bridge,) = ssh_host_factory(1)
+    config = bridge_config(tmp_path, {"live": bridge, "dead": None}, ssh_key_pair)
+    monkeypatch.setenv("ONETOOLS_SSH", f"ssh -F {config}")
+    market = store.allocate_market(
+        f'NAME = "bridged"\nMARKET_MAD = "http"\nBASE_URL = "{base_url}"\n'
+        f'PUBLIC_DIR = "{directory}"\nBRIDGE_LIST = "live dead"'
+    )
+    image_id = new_image(store, tmp_path)
+    made: list[int] = []
+    refused = []
+    for attempt in range(2):  # consecutive ids: one lands on "live", the other on "dead"
+        try:
+            made.append(new_app(store, market, image_id, f"bridged-{attempt}"))
+        except http.HttpMarketError as exc:
+            refused.append(str(exc))
+    assert len(made) == 1 and len(refused) == 1, (made, refused)
+    assert made[0] % 2 == 0  # BRIDGE_LIST index 0 is "live"
+    assert "\n" not in refused[0] and "dead" in refused[0]
+    (app,) = store.pool(MARKETAPP)  # the refused app was not kept
+    assert app.id == made[0]
+    source = app.text("SOURCE")
+    (stored,) = directory.iterdir()  # no temporary file left by either attempt
+    assert source.endswith("/" + stored.name) and stored.read_bytes() == DATA
+    assert (stored.stat().st_mode & 0o777) == 0o644
+    assert app.text("MD5") == MD5 and app.int("SIZE") == 4
+    assert download(source, tmp_path / "got.img", md5=MD5).read_bytes() == DATA
+
+    apps.delete(store, app.id)
+    assert list(directory.iterdir()) == [] and store.pool(MARKETAPP) == []
+
+    # a PUBLIC_DIR missing on the bridge: refused, nothing kept
+    elsewhere = store.allocate_market(
+        f'NAME = "missing"\nMARKET_MAD = "http"\nBASE_URL = "{base_url}"\n'
+        f'PUBLIC_DIR = "{tmp_path / "nowhere"}"\nBRIDGE_LIST = "live"'
+    )
+    with pytest.raises(http.HttpMarketError, match="PUBLIC_DIR is not a directory"):
+        new_app(store, elsewhere, image_id, "nowhere")
+    assert store.pool(MARKETAPP) == [] and not (tmp_path / "nowhere").exists()

@@ -96,7 +96,7 @@ def delete_app(one: OneApi, app_id: int) -> None:
         from onetools.market.drivers import http
 
         if http.files_here(settings):
-            http.delete_file(settings, source)
+            http.delete_file(settings, source, app_id)
     elif mad == "s3":
         from onetools.market.drivers import s3
 
