@@ -122,3 +122,42 @@ def file_server() -> Iterator[FileServer]:
         yield server
     finally:
         server.stop()
+
+
+class GatedFileServer(FileServer):
+    """A ``FileServer`` that holds every GET until ``gate`` GETs have arrived (or ``hold``
+    seconds passed, so a client that never sends them cannot hang a test), and records the
+    most GETs it had in flight at once in ``max_in_flight``: concurrent downloads show as
+    ``max_in_flight >= gate``, one-by-one downloads as 1 (after waiting ``hold`` each)."""
+
+    def __init__(self, gate: int = 2, hold: float = 10.0) -> None:
+        self.gate = gate
+        self.hold = hold
+        self.arrived = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.condition = threading.Condition()
+        super().__init__()
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        with self.condition:
+            self.arrived += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self.condition.notify_all()
+            self.condition.wait_for(lambda: self.arrived >= self.gate, timeout=self.hold)
+        try:
+            super().handle(request)
+        finally:
+            with self.condition:
+                self.in_flight -= 1
+
+
+@pytest.fixture
+def gated_file_server() -> Iterator[GatedFileServer]:
+    """A running ``GatedFileServer`` (gate 2) on 127.0.0.1, stopped after the test."""
+    server = GatedFileServer()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -19,7 +19,7 @@ pytest_plugins = ["http_files"]  # the file_server fixture
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from http_files import FileServer
+    from http_files import FileServer, GatedFileServer
 
 DATA = os.urandom(2 * 1024 * 1024 + 7)
 MD5 = hashlib.md5(DATA).hexdigest()
@@ -257,10 +257,12 @@ def test_failing_child_rolls_back_siblings(
         'DISK = [ NAME = "A", APP = "good" ]\nDISK = [ NAME = "B", APP = "missing" ]',
     )
     images_before = [i.id for i in one_api.pool(IMAGE)]
-    with pytest.raises(ExportError, match=r"disk B .*App 'missing' not found.*deleted"):
+    with pytest.raises(ExportError, match=r"disk B .*App 'missing' not found"):
         export(one_api, vm_app, "site", 1)
     assert [i.id for i in one_api.pool(IMAGE)] == images_before
     assert one_api.pool(TEMPLATE) == []
+    # every child is looked up before any file is fetched
+    assert file_server.requests == []
 
 
 def test_chown_refused_in_public_market(one_api: OneApi, market: int, tmp_path: Path) -> None:
@@ -323,3 +325,98 @@ def test_interrupted_export_rolls_back(
     with pytest.raises(KeyboardInterrupt):
         export(one_api, app_id, "img", 1)
     assert [i.id for i in one_api.pool(IMAGE)] == images_before
+
+
+# -- parallel downloads of a VMTEMPLATE app's disks ------------------------------------------
+def four_disk_app(
+    one: OneApi, market: int, tmp_path: Path, server: FileServer, bad: str | None = None
+) -> tuple[int, list[bytes]]:
+    """A VMTEMPLATE app with four disks, each its own IMAGE app and file on ``server``; the
+    disk named ``bad`` gets a wrong MD5 ("404": its file is not published)."""
+    home = store_home(one, tmp_path)
+    contents = []
+    for index in range(4):
+        name = f"d{index}"
+        data = os.urandom(1024 * 1024 + index)
+        contents.append(data)
+        child = image_app(one, market, tmp_path, name=name)
+        md5 = "0" * 32 if bad == name else hashlib.md5(data).hexdigest()
+        url = (
+            server.url(f"/{name}") if bad == "404" and index == 2 else server.add(f"/{name}", data)
+        )
+        publish(home, child, url, md5)
+    disks = "\n".join(f'DISK = [ NAME = "D{i}", APP = "d{i}" ]' for i in range(4))
+    app = apps.create(
+        one,
+        market,
+        f'NAME = "quad"\nTYPE = "VMTEMPLATE"\nAPPTEMPLATE64 = "{b64("CPU = 1")}"\n{disks}',
+    )
+    return app, contents
+
+
+def test_vmtemplate_disks_download_concurrently(
+    one_api: OneApi, market: int, tmp_path: Path, gated_file_server: GatedFileServer
+) -> None:
+    if one_api.backend_name != "embedded":
+        pytest.skip("on a front-end oned's datastore drivers fetch the files")
+    app, contents = four_disk_app(one_api, market, tmp_path, gated_file_server)
+    reports: list[tuple[int, int | None]] = []
+    result = export(one_api, app, "site", 1, progress=lambda d, t: reports.append((d, t)))
+    # the server held each GET until two were in flight: they overlapped
+    assert gated_file_server.max_in_flight >= 2
+    assert len(gated_file_server.requests) == 4
+    names = [one_api.info(IMAGE, i).name for i in result.images]
+    assert names == [f"site-d{i}-D{i}-{i}" for i in range(4)]
+    for image_id, data in zip(result.images, contents, strict=True):
+        image = one_api.info(IMAGE, image_id)
+        assert Path(image.text("SOURCE")).read_bytes() == data
+    vmt = one_api.info(TEMPLATE, result.vmtemplates[0])
+    wired = [d.findtext("IMAGE_ID") for d in vmt.root.findall("TEMPLATE/DISK")]
+    assert wired == [str(i) for i in result.images]
+    # one aggregate: it ends at the sum of the four files
+    assert reports[-1] == (sum(map(len, contents)), sum(map(len, contents)))
+    directory = store_home(one_api, tmp_path) / "datastores" / "1"
+    assert not [p for p in directory.iterdir() if p.name.endswith(".part")]
+
+
+def test_parallel_and_sequential_export_give_the_same_names(
+    one_api: OneApi, market: int, tmp_path: Path, file_server: FileServer
+) -> None:
+    app, _ = four_disk_app(one_api, market, tmp_path, file_server)
+    one_api.allocate_image(f'NAME = "site-d1-D1-1"\nPATH = "{tmp_path / "d1.img"}"', 1)
+    first = export(one_api, app, "site", 1, parallel=1)
+    second = export(one_api, app, "site", 1)
+    first_names = [one_api.info(IMAGE, i).name for i in first.images]
+    second_names = [one_api.info(IMAGE, i).name for i in second.images]
+    assert first_names == ["site-d0-D0-0", "site-d1-D1-1_1", "site-d2-D2-2", "site-d3-D3-3"]
+    assert second_names == ["site-d0-D0-0_1", "site-d1-D1-1_2", "site-d2-D2-2_1", "site-d3-D3-3_1"]
+    assert [one_api.info(TEMPLATE, t).name for t in first.vmtemplates + second.vmtemplates] == [
+        "site",
+        "site_1",
+    ]
+    with pytest.raises(ExportError, match="Invalid parallel 0"):
+        export(one_api, app, "site", 1, parallel=0)
+
+
+@pytest.mark.parametrize("bad", ["d1", "404"])
+def test_failed_parallel_download_leaves_nothing(
+    one_api: OneApi,
+    market: int,
+    tmp_path: Path,
+    gated_file_server: GatedFileServer,
+    bad: str,
+) -> None:
+    if one_api.backend_name != "embedded":
+        pytest.skip("on a front-end oned's datastore drivers fetch the files")
+    app, _ = four_disk_app(one_api, market, tmp_path, gated_file_server, bad=bad)
+    images_before = [i.id for i in one_api.pool(IMAGE)]
+    failing = "d1" if bad == "d1" else "d2"
+    problem = "MD5 mismatch" if bad == "d1" else "HTTP 404"
+    with pytest.raises(
+        ExportError, match=rf"failed at the image of app \d+ \({failing}\): .*{problem}"
+    ) as caught:
+        export(one_api, app, "site", 1)
+    assert "deleted" not in str(caught.value)  # nothing had been allocated yet
+    assert [i.id for i in one_api.pool(IMAGE)] == images_before
+    assert one_api.pool(TEMPLATE) == []
+    assert list((store_home(one_api, tmp_path) / "datastores" / "1").iterdir()) == []

@@ -16,19 +16,23 @@ Where the file comes from:
 * on the embedded store nothing fetches: the file is downloaded here, into
   ``$ONETOOLS_HOME/datastores/<datastore id>/``, verified against the app's MD5 while it
   streams, and only then is the image allocated (with that file as SOURCE), so an image that
-  exists is READY and complete.
+  exists is READY and complete.  The files of a VMTEMPLATE app's disks are downloaded
+  concurrently (``parallel``, default at most 4 at once); the store is only used from the
+  calling thread, and the images are allocated in disk order once every file has verified.
 
 Fixed on purpose (§10.1 item 1, §11): TYPE is parsed (quoted values too) and KERNEL, RAMDISK and
 CONTEXT images go to ``file_datastore`` (else the first FILE datastore); RAMDISK is wired to
 ``OS/INITRD_DS``; ``$FILE[IMAGE_ID=n]`` has the scalar ID; child apps are looked up among all
 apps the user can see; names are de-duplicated (``name``, ``name_1``, …) so they never clash;
-and if any part fails, **every object this export created is deleted** (and a downloaded file
-removed) and the error names the part that failed.
+and if any part fails, **every object this export created is deleted** (and every downloaded or
+partial file removed; the other downloads are stopped and waited for) and the error names the
+part that failed.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from onetools.errors import OnetoolsError
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
 FILE_TYPES = frozenset({"KERNEL", "RAMDISK", "CONTEXT"})
 DOC_SERVICE_TEMPLATE = 101
 FILE_DS_TYPE = 2
+#: How many files an export downloads at once at most (the embedded store).
+DEFAULT_PARALLEL = 4
 
 
 class ExportError(OnetoolsError):
@@ -58,6 +64,59 @@ class _PartFailed(Exception):
         super().__init__(part)
         self.part = part
         self.error = error
+
+
+class _Cancelled(Exception):
+    """Raised inside a download (from its progress callback) once another one failed."""
+
+
+class _PendingImage:
+    """An image of the export before it is allocated: its template, datastore, and (on the
+    embedded store) the verified file once downloaded."""
+
+    def __init__(
+        self, app: OneObject, part: str, template: Template, datastore: int, image_type: str
+    ) -> None:
+        self.app = app
+        self.part = part
+        self.template = template
+        self.datastore = datastore
+        self.image_type = image_type
+        self.target: Path | None = None
+        self.path: Path | None = None
+
+
+class _Aggregate:
+    """One progress line for several concurrent downloads: the bytes of all of them against
+    the sum of their sizes (a size not announced yet is estimated from the app's SIZE; None
+    while one is unknown).  Calls ``progress`` under a lock, so never from two threads at
+    once; every report checks ``cancel`` first, which is how a running download is stopped."""
+
+    def __init__(
+        self, progress: Progress | None, estimates: list[int | None], cancel: threading.Event
+    ) -> None:
+        self.progress = progress
+        self.done = [0] * len(estimates)
+        self.totals = list(estimates)
+        self.cancel = cancel
+        self.lock = threading.Lock()
+
+    def reporter(self, slot: int) -> Progress:
+        def report(done: int, total: int | None) -> None:
+            if self.cancel.is_set():
+                raise _Cancelled
+            if self.progress is None:
+                return
+            with self.lock:
+                self.done[slot] = done
+                if total is not None:
+                    self.totals[slot] = total
+                totals = self.totals
+                whole = None if None in totals else sum(t or 0 for t in totals)
+                done_all = sum(self.done)
+                self.progress(min(done_all, whole) if whole else done_all, whole)
+
+        return report
 
 
 class Exported:
@@ -90,8 +149,10 @@ class _Export:
         file_datastore: int | None,
         progress: Progress | None,
         wait_timeout: float,
+        parallel: int = DEFAULT_PARALLEL,
     ) -> None:
         self.one = one
+        self.parallel = parallel
         self.datastore_id = datastore_id
         self.file_datastore = file_datastore
         self.progress = progress
@@ -160,20 +221,9 @@ class _Export:
         from onetools.market.apps import decode64
         from onetools.one.template import parse
 
-        part = f"image of app {app.id} ({app.name})"
-        try:
-            image_template = parse(decode64(app.text("APPTEMPLATE64")))
-            image_type = (image_template.get("TYPE") or "OS").upper()
-            image_template.set("TYPE", image_type)
-            datastore = self.image_datastore(image_type)
-            image_template.set("NAME", self.free_name(IMAGE, name))
-            image_template.set("FROM_APP", str(app.id))
-            image_template.set("FROM_APP_NAME", app.name)
-            if app.text("MD5"):
-                image_template.set("FROM_APP_MD5", app.text("MD5"))
-            image_id = self.allocate_image(app, image_template, datastore)
-        except (OnetoolsError, OSError) as exc:
-            raise _PartFailed(part, exc) from exc
+        pending = self.prepare_image(app, name)
+        (image_id,) = self.materialize([pending])
+        image_type = pending.image_type
         result.images.append(image_id)
         result.image_type = image_type
         vmtemplate64 = app.text("TEMPLATE/VMTEMPLATE64")
@@ -198,6 +248,53 @@ class _Export:
         except OnetoolsError as exc:
             raise _PartFailed(part, exc) from exc
 
+    def prepare_image(self, app: OneObject, name: str) -> _PendingImage:
+        """The image template of an IMAGE app (name taken, datastore chosen), not allocated."""
+        from onetools.market.apps import decode64
+        from onetools.one.template import parse
+
+        part = f"image of app {app.id} ({app.name})"
+        try:
+            if not app.text("SOURCE"):
+                raise ExportError(f"App {app.id} has no SOURCE to download")
+            image_template = parse(decode64(app.text("APPTEMPLATE64")))
+            image_type = (image_template.get("TYPE") or "OS").upper()
+            image_template.set("TYPE", image_type)
+            datastore = self.image_datastore(image_type)
+            image_template.set("NAME", self.free_name(IMAGE, name))
+            image_template.set("FROM_APP", str(app.id))
+            image_template.set("FROM_APP_NAME", app.name)
+            if app.text("MD5"):
+                image_template.set("FROM_APP_MD5", app.text("MD5"))
+        except (OnetoolsError, OSError) as exc:
+            raise _PartFailed(part, exc) from exc
+        return _PendingImage(app, part, image_template, datastore, image_type)
+
+    def materialize(self, pending: list[_PendingImage]) -> list[int]:
+        """Allocate the images of ``pending`` (in order) and return their IDs.
+
+        Embedded store: every file is downloaded first, ``parallel`` at a time, and only when
+        all verified are the images allocated.  Front-end: the images are allocated
+        ``parallel`` at a time and waited for (oned's datastore drivers fetch them meanwhile).
+        """
+        ids: list[int] = []
+        if self.one.backend_name == "embedded":
+            self.download_all(pending)
+            for item in pending:
+                ids.append(self.allocate_pending(item))
+            return ids
+        step = max(1, self.parallel)
+        for start in range(0, len(pending), step):
+            batch = pending[start : start + step]
+            batch_ids = [self.allocate_pending(item) for item in batch]
+            for item, image_id in zip(batch, batch_ids, strict=True):
+                try:
+                    self.one.wait_image_ready(image_id, timeout=self.wait_timeout, interval=1.0)
+                except OnetoolsError as exc:
+                    raise _PartFailed(item.part, exc) from exc
+            ids.extend(batch_ids)
+        return ids
+
     def image_datastore(self, image_type: str) -> int:
         if image_type not in FILE_TYPES:
             return self.datastore_id
@@ -210,45 +307,85 @@ class _Export:
             f"A {image_type} image needs a FILE datastore: none exists (give --file-datastore)"
         )
 
-    def allocate_image(self, app: OneObject, image_template: Template, datastore: int) -> int:
+    def allocate_pending(self, item: _PendingImage) -> int:
+        """Allocate one prepared image: with its downloaded file as SOURCE on the embedded
+        store, with PATH = the app's SOURCE on a front-end."""
         from onetools.market.apps import template_text
 
-        source = app.text("SOURCE")
-        if not source:
-            raise ExportError(f"App {app.id} has no SOURCE to download")
+        app, image_template = item.app, item.template
         image_format = app.text("FORMAT") or "raw"
-        if self.one.backend_name == "embedded":
-            path = self.fetch(app, source, datastore)
-            size_mb = (path.stat().st_size + 1024 * 1024 - 1) // (1024 * 1024)
-            image_template.set("SOURCE", str(path))
-            image_template.set("FORMAT", image_format)
-            image_template.set("SIZE", str(max(size_mb, app.int("SIZE", 0), 1)))
-        else:
-            # oned sets PATH from FROM_APP itself; giving it too keeps test servers and older
-            # front-ends (that do not expand FROM_APP) fetching the same file.
-            image_template.set("PATH", source)
-            image_template.set("FORMAT", image_format)
-        image_id = self.one.allocate_image(template_text(image_template), datastore)
+        try:
+            if item.path is not None:
+                size_mb = (item.path.stat().st_size + 1024 * 1024 - 1) // (1024 * 1024)
+                image_template.set("SOURCE", str(item.path))
+                image_template.set("FORMAT", image_format)
+                image_template.set("SIZE", str(max(size_mb, app.int("SIZE", 0), 1)))
+            else:
+                # oned sets PATH from FROM_APP itself; giving it too keeps test servers and
+                # older front-ends (that do not expand FROM_APP) fetching the same file.
+                image_template.set("PATH", app.text("SOURCE"))
+                image_template.set("FORMAT", image_format)
+            image_id = self.one.allocate_image(template_text(image_template), item.datastore)
+        except (OnetoolsError, OSError) as exc:
+            raise _PartFailed(item.part, exc) from exc
         self.created.append((IMAGE, image_id))
-        if self.one.backend_name != "embedded":
-            self.one.wait_image_ready(image_id, timeout=self.wait_timeout, interval=1.0)
         return image_id
 
-    def fetch(self, app: OneObject, source: str, datastore: int) -> Path:
-        """Download ``source`` into the embedded store's datastore directory, verified."""
+    def download_all(self, pending: list[_PendingImage]) -> None:
+        """Download the files of ``pending`` into the embedded store's datastore directories,
+        verified, at most ``parallel`` at once (threads: the downloads only; the store is not
+        touched from them).  The first failure stops the others, waits for them and raises
+        ``_PartFailed`` for the first failed part in disk order; the files are in
+        ``self.files`` for the rollback either way."""
         import secrets
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
         from onetools.market.download import download
 
+        if not pending:
+            return
         home = Path(getattr(self.one, "home", "."))
-        directory = home / "datastores" / str(datastore)
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / secrets.token_hex(16)
-        self.files.append(target)
-        self.files.append(target.with_name(target.name + ".part"))
-        return download(
-            source, target, md5=app.text("MD5") or None, progress=self.progress, resume=False
-        )
+        for item in pending:
+            directory = home / "datastores" / str(item.datastore)
+            directory.mkdir(parents=True, exist_ok=True)
+            item.target = directory / secrets.token_hex(16)
+            self.files.append(item.target)
+            self.files.append(item.target.with_name(item.target.name + ".part"))
+        cancel = threading.Event()
+        estimates = [(i.app.int("SIZE", 0) * 1024 * 1024) or None for i in pending]
+        aggregate = _Aggregate(self.progress, estimates, cancel)
+
+        def fetch(slot: int, item: _PendingImage) -> Path:
+            if cancel.is_set():
+                raise _Cancelled
+            assert item.target is not None
+            return download(
+                item.app.text("SOURCE"),
+                item.target,
+                md5=item.app.text("MD5") or None,
+                progress=aggregate.reporter(slot),
+                resume=False,
+            )
+
+        workers = max(1, min(self.parallel, len(pending)))
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="export-download")
+        futures = [executor.submit(fetch, slot, item) for slot, item in enumerate(pending)]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            # After a failure (or Ctrl-C here) the running downloads stop at their next chunk
+            # and the queued ones are dropped; every thread has ended before the rollback.
+            cancel.set()
+            executor.shutdown(wait=True, cancel_futures=True)
+        for item, future in zip(pending, futures, strict=True):
+            error = None if future.cancelled() else future.exception()
+            if error is None or isinstance(error, _Cancelled):
+                continue
+            if isinstance(error, (OnetoolsError, OSError)):
+                raise _PartFailed(item.part, error) from error
+            raise error
+        for item, future in zip(pending, futures, strict=True):
+            item.path = future.result()
 
     def allocate_template(self, vm: Template) -> int:
         from onetools.market.apps import template_text
@@ -262,26 +399,30 @@ class _Export:
         from onetools.market.apps import decode64
         from onetools.one.template import parse
 
-        disks: list[tuple[int, str]] = []
-        exported: dict[str, tuple[int, str]] = {}
+        # Every child is looked up and named first (in disk order, so the names are those a
+        # one-by-one export gives), then their files are fetched together.
+        pending: list[_PendingImage] = []
+        index_of: dict[str, int] = {}
+        disk_images: list[int] = []
         for disk in app.root.findall("TEMPLATE/DISK"):
             child_name = (disk.findtext("APP") or "").strip()
             label = (disk.findtext("NAME") or "").strip()
             if not child_name:
                 continue
-            if child_name not in exported:
+            if child_name not in index_of:
                 try:
                     child = self.child_app(child_name, app.int("MARKETPLACE_ID"))
                     check_exportable(child, ("IMAGE",))
                 except OnetoolsError as exc:
                     raise _PartFailed(f"disk {label or child_name} of app {app.id}", exc) from exc
-                sub = Exported()
-                index = len(exported)
+                index = len(index_of)
                 suffix = f"-{label}" if label else ""
-                self.image(child, f"{name}-{child_name}{suffix}-{index}", sub, False, None)
-                exported[child_name] = (sub.images[0], sub.image_type or "OS")
-                result.images.extend(sub.images)
-            disks.append(exported[child_name])
+                pending.append(self.prepare_image(child, f"{name}-{child_name}{suffix}-{index}"))
+                index_of[child_name] = index
+            disk_images.append(index_of[child_name])
+        ids = self.materialize(pending)
+        result.images.extend(ids)
+        disks = [(ids[index], pending[index].image_type) for index in disk_images]
         part = f"VM template of app {app.id} ({app.name})"
         try:
             body = decode64(app.text("TEMPLATE/APPTEMPLATE64") or app.text("APPTEMPLATE64"))
@@ -396,12 +537,17 @@ def export(
     base_template: int | None = None,
     progress: Progress | None = None,
     wait_timeout: float = 3600.0,
+    parallel: int = DEFAULT_PARALLEL,
 ) -> Exported:
     """Export app ``app_id`` as ``name`` into image datastore ``datastore_id``; see the module
     docstring.  ``template=False`` skips the VM template of an IMAGE app (``--no``);
     ``vmname`` names that VM template (default ``name``); ``base_template`` (``--template``)
     builds it from a copy of that VM template instead of VMTEMPLATE64, ``-1`` skips it.
+    ``parallel`` is how many disk files of a VMTEMPLATE app are fetched at once (1: one after
+    the other); ``progress`` then sees their sum.
     Raises ``ExportError`` after deleting everything it created."""
+    if parallel < 1:
+        raise ExportError(f"Invalid parallel {parallel}: at least 1")
     if not name.strip():
         raise ExportError("Missing name to export app")
     app = one.info(MARKETAPP, app_id)
@@ -413,7 +559,7 @@ def export(
         raise ExportError(f"Datastore {file_datastore} is not a FILE datastore")
     if base_template is not None and base_template < -1:
         raise ExportError(f"Invalid --template {base_template}: a VM template ID or -1")
-    run = _Export(one, datastore_id, file_datastore, progress, wait_timeout)
+    run = _Export(one, datastore_id, file_datastore, progress, wait_timeout, parallel)
     run.base_template = base_template
     result = Exported()
     from onetools.market.apps import type_name
