@@ -271,6 +271,32 @@ method("one.marketapp.allocate", "si")(lambda c: c.store.allocate_marketapp(*c.a
 method("one.user.allocate", "sss|A")(
     lambda c: c.store.allocate_user(c.args[0], c.args[1], c.args[2], c.arg(3, []))
 )
+method("one.template.clone", "is|b")(
+    lambda c: c.store.clone(api.TEMPLATE, c.args[0], c.args[1], bool(c.arg(2, False)))
+)
+_register_generic(api.VM, "info update rename")
+method("one.vm.allocate", "s|b")(lambda c: c.store.allocate_vm(c.args[0], bool(c.arg(1, False))))
+# oned reads the action name first, then the VM id
+method("one.vm.action", "si")(lambda c: c.store.vm_action(c.args[1], c.args[0]))
+method("one.vm.disksaveas", "iis|si")(
+    lambda c: c.store.vm_disksaveas(c.args[0], c.args[1], c.args[2], c.arg(3, ""), c.arg(4, -1))
+)
+
+
+@method("one.vmpool.info", "iiii|s")
+def _vm_pool(call: Call) -> str:
+    if call.args[3] != api.VM_STATE_NOT_DONE:
+        raise _Failure(XML_RPC_API, f"[{call.method}] test server: only state -1 is served")
+    return pool_xml(api.VM, call.store.pool(api.VM, *call.args[:3]))
+
+
+@method("one.vm.recover", "ii")
+def _vm_recover(call: Call) -> int:
+    if call.args[1] != 3:  # 3: delete
+        raise _Failure(ACTION, f"[{call.method}] test server: only operation 3 (delete)")
+    return call.store.delete(api.VM, call.args[0])
+
+
 method("one.user.chgrp", "ii")(lambda c: c.store.chown(api.USER, c.args[0], -1, c.args[1]))
 method("one.group.allocate", "s")(lambda c: c.store.allocate_group(c.args[0]))
 method("one.system.version", "")(lambda c: c.store.version())
@@ -499,6 +525,24 @@ class ServedClient(XmlRpcOne):
 def served_client(home: Path) -> ServedClient:
     """The remote backend of the contract suite: pyone's client, a server, ``LocalOne(home)``."""
     return ServedClient(serve(home))
+
+
+def place_vm(one: OneApi, vm_id: int, host_id: int, system_datastore_id: int = 0) -> None:
+    """``LocalOne.place_vm`` (what scheduler and deploy do) on the store behind ``one``: the
+    embedded store itself, or the one a ``ServedClient``'s server wraps."""
+    if isinstance(one, ServedClient):
+        one.server.in_store(
+            lambda store: _as_local(store).place_vm(vm_id, host_id, system_datastore_id)
+        )
+    else:
+        _as_local(one).place_vm(vm_id, host_id, system_datastore_id)
+
+
+def _as_local(store: OneApi) -> Any:
+    from onetools.one.local import LocalOne
+
+    assert isinstance(store, LocalOne)
+    return store
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ run on every backend of the ``one_api`` fixture (``tests/one_fixtures.py``).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -580,7 +581,8 @@ def test_missing_objects_name_the_method(one_api: OneApi, kind: str) -> None:
     with pytest.raises(NotFoundError) as caught:
         one_api.info(kind, 4242)
     assert caught.value.message == f"[one.{kind}.info] Error getting {message_name} [4242]."
-    with pytest.raises(NotFoundError, match=rf"^\[one\.{kind}\.delete\] Error getting"):
+    delete = "vm.recover" if kind == api.VM else f"{kind}.delete"  # 6.x: no one.vm.delete
+    with pytest.raises(NotFoundError, match=rf"^\[one\.{delete}\] Error getting"):
         one_api.delete(kind, 4242)
     with pytest.raises(NotFoundError, match=rf"^\[one\.{kind}\.update\] Error getting"):
         one_api.update(kind, 4242, "A = 1")
@@ -752,3 +754,94 @@ def test_provision_body_decrypt_semantics(one_api: OneApi) -> None:
         'NAME = f\nBODY = "{\\"name\\":\\"f\\"}"', api.DOC_SERVICE_TEMPLATE
     )
     assert one.info(api.DOCUMENT, flow).template()["BODY"] == '{"name":"f"}'
+
+
+# ---- virtual machines -----------------------------------------------------------------------
+def _vm_setup(one: OneApi, tmp_path: Path) -> tuple[int, int, int, int]:
+    """A host, an image with a real file, a vnet with an address range, and a VM (PENDING)
+    using them; (vm, host, image, vnet)."""
+    disk = tmp_path / "os.img"
+    disk.write_bytes(b"os disk" * 100)
+    image = one.allocate_image(f'NAME = "os"\nPATH = "{disk}"', 1)
+    host = one.allocate_host("node1", "kvm", "kvm")
+    vnet = one.allocate_vnet(
+        'NAME = "net"\nVN_MAD = "bridge"\nAR = [ TYPE = "IP4", IP = "10.0.0.10", SIZE = "4" ]'
+    )
+    template = one.allocate_template('NAME = "t"\nCPU = "1"\nMEMORY = "128"')
+    vm = one.allocate_vm(
+        f'NAME = "vm1"\nCPU = "1"\nMEMORY = "128"\nTEMPLATE_ID = "{template}"\n'
+        f'DISK = [ IMAGE_ID = "{image}" ]\nDISK = [ TYPE = "fs", SIZE = "16" ]\n'
+        f'NIC = [ NETWORK_ID = "{vnet}" ]\nLABEL = "mine"'
+    )
+    return vm, host, image, vnet
+
+
+def test_vm_allocate_builds_the_body(one_api: OneApi, tmp_path: Path) -> None:
+    one = one_api
+    vm_id, _host, image, vnet = _vm_setup(one, tmp_path)
+    vm = one.info(api.VM, vm_id)
+    assert (vm.name, vm.int("STATE"), vm.int("LCM_STATE")) == ("vm1", api.VM_PENDING, 0)
+    disks = vm.root.findall("TEMPLATE/DISK")
+    assert [d.findtext("DISK_ID") for d in disks] == ["0", "1"]
+    assert disks[0].findtext("IMAGE_ID") == str(image) and disks[0].findtext("IMAGE") == "os"
+    assert disks[0].findtext("SOURCE") == one.info(api.IMAGE, image).text("SOURCE")
+    assert disks[0].findtext("DATASTORE_ID") == "1" and disks[0].findtext("CLONE") == "YES"
+    assert disks[1].findtext("IMAGE_ID") is None and disks[1].findtext("TYPE") == "fs"
+    nic = vm.root.find("TEMPLATE/NIC")
+    assert nic is not None and nic.findtext("IP") == "10.0.0.10"
+    assert nic.findtext("NETWORK") == "net" and nic.findtext("NETWORK_ID") == str(vnet)
+    assert vm.text("TEMPLATE/TEMPLATE_ID") and vm.text("USER_TEMPLATE/LABEL") == "mine"
+    used = one.info(api.IMAGE, image)
+    assert used.int("STATE") == 2 and used.ids("VMS") == [vm_id]
+    assert [v.id for v in one.pool(api.VM)] == [vm_id]
+    held = one.allocate_vm('CPU = "1"\nMEMORY = "64"', hold=True)
+    assert one.info(api.VM, held).int("STATE") == api.VM_HOLD
+    assert one.info(api.VM, held).name == f"one-{held}"
+    with pytest.raises(InternalError, match="MEMORY attribute must be a positive integer"):
+        one.allocate_vm('CPU = "1"')
+
+
+def test_vm_poweroff_resume_and_disksaveas(one_api: OneApi, tmp_path: Path) -> None:
+    from one_xmlrpc_server import place_vm
+
+    one = one_api
+    vm_id, host, image, _vnet = _vm_setup(one, tmp_path)
+    with pytest.raises(ActionError, match=r'"poweroff": Could not power off VM \d+, wrong state'):
+        one.vm_action(vm_id, "poweroff")
+    place_vm(one, vm_id, host)
+    running = one.info(api.VM, vm_id)
+    assert (running.int("STATE"), running.int("LCM_STATE")) == (api.VM_ACTIVE, api.LCM_RUNNING)
+    assert one.info(api.HOST, host).ids("VMS") == [vm_id]
+    with pytest.raises(ActionError, match="Could not resume VM"):
+        one.vm_action(vm_id, "resume")
+    with pytest.raises(ActionError, match="POWEROFF"):
+        one.vm_disksaveas(vm_id, 0, "saved")
+    with pytest.raises(ActionError, match='"reboot" is not supported'):
+        one.vm_action(vm_id, "reboot")
+    assert one.vm_action(vm_id, "poweroff") == vm_id
+    assert one.wait_vm_state(vm_id, [api.VM_POWEROFF], timeout=5).int("STATE") == api.VM_POWEROFF
+    saved = one.vm_disksaveas(vm_id, 0, "saved")
+    copy = one.wait_image_ready(saved, timeout=5)
+    assert copy.name == "saved" and copy.int("DATASTORE_ID") == 1
+    assert Path(copy.text("SOURCE")).read_bytes() == b"os disk" * 100
+    with pytest.raises(ActionError, match="volatile"):
+        one.vm_disksaveas(vm_id, 1, "nope")
+    one.vm_action(vm_id, "resume")
+    assert one.info(api.VM, vm_id).int("STATE") == api.VM_ACTIVE
+    one.delete(api.IMAGE, saved)
+    assert not Path(copy.text("SOURCE")).exists()
+    one.delete(api.VM, vm_id)
+    assert one.pool(api.VM) == [] and one.info(api.IMAGE, image).int("STATE") == 1
+    assert one.info(api.HOST, host).ids("VMS") == []
+
+
+def test_template_clone(one_api: OneApi) -> None:
+    one = one_api
+    template = one.allocate_template('NAME = "t"\nCPU = "1"\nMEMORY = "64"\nDESCRIPTION = "d"')
+    copy = one.clone(api.TEMPLATE, template, "t-copy")
+    cloned = one.info(api.TEMPLATE, copy)
+    assert cloned.name == "t-copy" and cloned.text("TEMPLATE/DESCRIPTION") == "d"
+    with pytest.raises(AllocateError, match="NAME is already taken by TEMPLATE"):
+        one.clone(api.TEMPLATE, template, "t-copy")
+    with pytest.raises(NotFoundError, match=r"\[one\.template\.clone\] Error getting"):
+        one.clone(api.TEMPLATE, 4242, "x")

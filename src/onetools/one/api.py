@@ -47,6 +47,7 @@ MARKET = "market"
 MARKETAPP = "marketapp"
 USER = "user"
 GROUP = "group"
+VM = "vm"
 
 KINDS: tuple[str, ...] = (
     CLUSTER,
@@ -61,6 +62,7 @@ KINDS: tuple[str, ...] = (
     MARKETAPP,
     USER,
     GROUP,
+    VM,
 )
 
 OBJECT_ROOT: dict[str, str] = {
@@ -76,6 +78,7 @@ OBJECT_ROOT: dict[str, str] = {
     MARKETAPP: "MARKETPLACEAPP",
     USER: "USER",
     GROUP: "GROUP",
+    VM: "VM",
 }
 POOL_ROOT: dict[str, str] = {kind: f"{root}_POOL" for kind, root in OBJECT_ROOT.items()}
 
@@ -93,12 +96,15 @@ MESSAGE_NAME: dict[str, str] = {
     MARKETAPP: "marketplaceapp",
     USER: "user",
     GROUP: "group",
+    VM: "virtual machine",
 }
 
 #: Pools that take no filter/range (always everything the user may see).
 UNFILTERED_POOLS = frozenset({CLUSTER, HOST, DATASTORE, MARKET, USER, GROUP})
 #: Objects with ``one.<kind>.lock``.
 LOCKABLE = frozenset({DOCUMENT, MARKETAPP, IMAGE, TEMPLATE, VNTEMPLATE, VNET})
+#: VM pools: ``one.vmpool.info`` also takes a state filter; this one lists every VM not DONE.
+VM_STATE_NOT_DONE = -1
 #: Objects without owner/permissions (no chown/chmod).
 UNOWNED = frozenset({CLUSTER, HOST})
 
@@ -131,6 +137,24 @@ DOC_PROVISION_TEMPLATE = 104
 # ---- image states --------------------------------------------------------------------------
 IMAGE_READY = 1
 IMAGE_ERROR = 5
+
+# ---- virtual machine states (STATE, and LCM_STATE while ACTIVE) --------------------------
+VM_INIT, VM_PENDING, VM_HOLD, VM_ACTIVE, VM_STOPPED, VM_SUSPENDED, VM_DONE = 0, 1, 2, 3, 4, 5, 6
+VM_POWEROFF, VM_UNDEPLOYED = 8, 9
+LCM_INIT, LCM_RUNNING = 0, 3
+VM_STATE_NAMES = {
+    0: "INIT",
+    1: "PENDING",
+    2: "HOLD",
+    3: "ACTIVE",
+    4: "STOPPED",
+    5: "SUSPENDED",
+    6: "DONE",
+    8: "POWEROFF",
+    9: "UNDEPLOYED",
+    10: "CLONING",
+    11: "CLONING_FAILURE",
+}
 
 
 class Permissions:
@@ -342,6 +366,53 @@ class OneApi(ABC):
                 raise ActionError(f"Image {oid} is in state ERROR: {reason}")
             if time.monotonic() >= deadline:
                 raise OneTimeout(f"Image {oid} not READY after {timeout:g} s")
+            time.sleep(interval)
+
+    # -- VM templates and virtual machines ---------------------------------------------------
+    @abstractmethod
+    def clone(self, kind: str, oid: int, name: str, recursive: bool = False) -> int:
+        """``one.template.clone``: a copy of VM template ``oid`` named ``name``; the new id.
+        ``recursive`` also clones the images its DISKs use and points the copy at them.
+        Only ``TEMPLATE`` is supported."""
+
+    @abstractmethod
+    def allocate_vm(self, template: str, hold: bool = False) -> int:
+        """``one.vm.allocate``: a new VM from template text (CPU, MEMORY, DISK, NIC, ...), in
+        PENDING, or in HOLD with ``hold`` (the scheduler leaves it alone); the new id."""
+
+    @abstractmethod
+    def vm_action(self, oid: int, action: str) -> int:
+        """``one.vm.action``: at least ``"poweroff"`` (RUNNING → POWEROFF) and ``"resume"``
+        (POWEROFF → RUNNING); a VM in another state is refused with oned's ``ActionError``."""
+
+    @abstractmethod
+    def vm_disksaveas(
+        self, oid: int, disk_id: int, name: str, image_type: str = "", snapshot_id: int = -1
+    ) -> int:
+        """``one.vm.disksaveas``: save disk ``disk_id`` of VM ``oid`` as a new image ``name``
+        in the datastore of the disk's image (type ``image_type``, default the disk's image's
+        type; ``snapshot_id`` -1: the disk itself); the new image id.  The image is LOCKED
+        until the copy ends (``wait_image_ready``)."""
+
+    def wait_vm_state(
+        self, oid: int, states: Sequence[int], timeout: float = 300.0, interval: float = 1.0
+    ) -> OneObject:
+        """Poll VM ``oid`` until its STATE is one of ``states``; ``OneTimeout`` after
+        ``timeout`` seconds (the message names the state it stayed in)."""
+        from onetools.one.errors import OneTimeout
+
+        deadline = time.monotonic() + timeout
+        while True:
+            vm = self.info(VM, oid)
+            state = vm.int("STATE")
+            if state in states:
+                return vm
+            if time.monotonic() >= deadline:
+                wanted = " or ".join(VM_STATE_NAMES.get(s, str(s)) for s in states)
+                raise OneTimeout(
+                    f"VM {oid} not {wanted} after {timeout:g} s "
+                    f"(it is {VM_STATE_NAMES.get(state, str(state))})"
+                )
             time.sleep(interval)
 
     # -- locks -------------------------------------------------------------------------------

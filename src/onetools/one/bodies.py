@@ -34,6 +34,7 @@ CDATA_PATHS: dict[str, frozenset[str]] = {
     "DATASTORE": frozenset({"DS_MAD", "TM_MAD", "BASE_PATH"}),
     "VNET": frozenset({"BRIDGE", "BRIDGE_TYPE", "STATE", "PREV_STATE", "VN_MAD", "AR_POOL/AR/*"}),
     "IMAGE": frozenset({"SOURCE", "PATH", "FORMAT", "FS", "SNAPSHOTS/*"}),
+    "VM": frozenset({"USER_TEMPLATE/*"}),
     "MARKETPLACE": frozenset({"MARKET_MAD", "ZONE_ID"}),
     "MARKETPLACEAPP": frozenset(
         {
@@ -546,6 +547,79 @@ def vm_template(oid: int, name: str, owner: Owner, regtime: int, template: Templ
     sub(root, "REGTIME", regtime)
     template_element(root, template)
     return root
+
+
+def vm(
+    oid: int,
+    name: str,
+    owner: Owner,
+    state: int,
+    stime: int,
+    template: Template,
+    user_template: Template,
+) -> Element:
+    """A new ``<VM>`` as oned writes it after ``one.vm.allocate`` (vm.xsd order): LCM_STATE
+    0, no history, the completed TEMPLATE (DISK/NIC filled in by the caller) and what the
+    template held besides oned's attributes in USER_TEMPLATE."""
+    root = _owned("VM", oid, owner.uid, owner.gid, owner.uname, owner.gname, name)
+    permissions_element(root, owner.permissions)
+    for field, value in (
+        ("LAST_POLL", 0),
+        ("STATE", state),
+        ("LCM_STATE", 0),
+        ("PREV_STATE", state),
+        ("PREV_LCM_STATE", 0),
+        ("RESCHED", 0),
+        ("STIME", stime),
+        ("ETIME", 0),
+        ("DEPLOY_ID", ""),
+    ):
+        sub(root, field, value)
+    sub(root, "MONITORING")
+    sub(root, "SCHED_ACTIONS")
+    template_element(root, template)
+    template_element(root, user_template, "USER_TEMPLATE")
+    sub(root, "HISTORY_RECORDS")
+    backups = sub(root, "BACKUPS")
+    sub(backups, "BACKUP_CONFIG")
+    ids_element(backups, "BACKUP_IDS", [])
+    return root
+
+
+def vm_history(
+    root: Element, seq: int, host_id: int, host_name: str, cluster_id: int, fields: dict[str, Any]
+) -> Element:
+    """Append a ``<HISTORY>`` (a placement on a host) to the VM's HISTORY_RECORDS; ``fields``:
+    VM_MAD, TM_MAD, DS_ID, STIME, UID, GID (the rest start at 0/-1 as oned writes them)."""
+    records = root.find("HISTORY_RECORDS")
+    if records is None:
+        records = sub(root, "HISTORY_RECORDS")
+    record = sub(records, "HISTORY")
+    stime = fields["STIME"]
+    for field, value in (
+        ("OID", root.findtext("ID")),
+        ("SEQ", seq),
+        ("HOSTNAME", host_name),
+        ("HID", host_id),
+        ("CID", cluster_id),
+        ("STIME", stime),
+        ("ETIME", 0),
+        ("VM_MAD", fields["VM_MAD"]),
+        ("TM_MAD", fields["TM_MAD"]),
+        ("DS_ID", fields["DS_ID"]),
+        ("PSTIME", stime),
+        ("PETIME", stime),
+        ("RSTIME", stime),
+        ("RETIME", 0),
+        ("ESTIME", 0),
+        ("EETIME", 0),
+        ("ACTION", 0),
+        ("UID", fields.get("UID", -1)),
+        ("GID", fields.get("GID", -1)),
+        ("REQUEST_ID", -1),
+    ):
+        sub(record, field, value)
+    return record
 
 
 def vn_template(oid: int, name: str, owner: Owner, regtime: int, template: Template) -> Element:

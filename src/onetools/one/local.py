@@ -47,6 +47,7 @@ not deterministic), see ``tests/test_one_local.py``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
@@ -74,6 +75,8 @@ from onetools.one.api import (
     HOST_OFFLINE,
     IMAGE,
     KINDS,
+    LCM_INIT,
+    LCM_RUNNING,
     LOCK_ADMIN,
     LOCK_ALL,
     LOCK_MANAGE,
@@ -86,6 +89,14 @@ from onetools.one.api import (
     UNFILTERED_POOLS,
     UNOWNED,
     USER,
+    VM,
+    VM_ACTIVE,
+    VM_DONE,
+    VM_HOLD,
+    VM_PENDING,
+    VM_POWEROFF,
+    VM_STATE_NAMES,
+    VM_SUSPENDED,
     VNET,
     VNTEMPLATE,
     Identity,
@@ -129,6 +140,7 @@ TABLES: dict[str, str] = {
     MARKETAPP: "marketplaceapp_pool",
     USER: "user_pool",
     GROUP: "group_pool",
+    VM: "vm_pool",
 }
 #: Names unique in the whole pool, or per owner (xmlrpc.md §1.5); documents are not checked.
 #: Name look-ups (uniqueness at every allocate and rename, names given on the command line)
@@ -223,6 +235,68 @@ IMAGE_LOCKED, IMAGE_READY_STATE, IMAGE_DISABLED, IMAGE_ERROR_STATE = 4, 1, 3, 5
 APP_READY, APP_DISABLED = 1, 4
 HOST_STATES = {HOST_ENABLED: 0, HOST_DISABLED: 4, HOST_OFFLINE: 8}
 VNET_READY, VNET_UPDATE_FAILURE = 1, 6
+
+
+#: What ``one.vm.allocate`` keeps in a VM's TEMPLATE; everything else goes to USER_TEMPLATE.
+VM_CORE_ATTRIBUTES = frozenset(
+    {
+        "AUTOMATIC_DS_REQUIREMENTS",
+        "AUTOMATIC_NIC_REQUIREMENTS",
+        "AUTOMATIC_REQUIREMENTS",
+        "CONTEXT",
+        "CPU",
+        "CPU_MODEL",
+        "DISK",
+        "FEATURES",
+        "GRAPHICS",
+        "INPUT",
+        "MEMORY",
+        "NIC",
+        "NIC_ALIAS",
+        "NIC_DEFAULT",
+        "OS",
+        "PCI",
+        "RAW",
+        "SECURITY_GROUP_RULE",
+        "TEMPLATE_ID",
+        "TOPOLOGY",
+        "VCPU",
+        "VIDEO",
+        "VMGROUP",
+    }
+)
+#: The ``one.vm.action`` actions the embedded store carries out (no hypervisor runs here).
+VM_ACTIONS_HERE = frozenset({"poweroff", "poweroff-hard", "resume"})
+#: LCM_STATE names of an ACTIVE VM that the embedded store can be in.
+LCM_STATE_NAMES = {0: "LCM_INIT", 1: "PROLOG", 2: "BOOT", 3: "RUNNING"}
+
+
+def _vm_state_text(state: int, lcm_state: int) -> str:
+    """oned's ``state_str``: the LCM state's name while ACTIVE, else the state's."""
+    if state == VM_ACTIVE:
+        return LCM_STATE_NAMES.get(lcm_state, str(lcm_state))
+    return VM_STATE_NAMES.get(state, str(state))
+
+
+def _assign_targets(disks: list[dict[str, str]]) -> None:
+    """TARGET per disk as oned assigns it: <DEV_PREFIX><letter>, CDROMs first on hd."""
+    used: dict[str, int] = {}
+    for disk in disks:
+        if disk.get("TARGET"):
+            continue
+        prefix = disk.get("DEV_PREFIX") or "sd"
+        index = used.get(prefix, 0)
+        used[prefix] = index + 1
+        disk["TARGET"] = f"{prefix}{chr(ord('a') + index)}"
+
+
+def _image_file(image: Element) -> Path | None:
+    """The local file of an image: PATH, else SOURCE, when it names an existing file."""
+    for candidate in (image.findtext("PATH") or "", image.findtext("SOURCE") or ""):
+        path = candidate.removeprefix("file://")
+        if path.startswith("/") and os.path.isfile(path):
+            return Path(path)
+    return None
 
 
 def _warn(message: str) -> None:
@@ -511,6 +585,9 @@ class LocalOne(OneApi):
             columns["cid"] = int(root.findtext("CLUSTER_ID") or -1)
         elif kind == DOCUMENT:
             columns["type"] = int(root.findtext("TYPE") or 0)
+        elif kind == VM:
+            columns["state"] = int(root.findtext("STATE") or 0)
+            columns["lcm_state"] = int(root.findtext("LCM_STATE") or 0)
         elif kind == VNET:
             parent = root.findtext("PARENT_NETWORK_ID") or ""
             columns["pid"] = int(parent) if parent.lstrip("-").isdigit() else -1
@@ -1154,6 +1231,8 @@ class LocalOne(OneApi):
                 raise ApiError(f"[{method}] The document type is required")
             where.append("type = ?")
             params.append(doc_type)
+        if kind == VM:  # one.vmpool.info with state -1: every VM but DONE ones
+            where.append(f"state <> {VM_DONE}")
         if kind not in UNFILTERED_POOLS:
             if filter_flag < FILTER_PRIMARY_GROUP:
                 raise ApiError(f"[{method}] Incorrect filter_flag")
@@ -1204,12 +1283,13 @@ class LocalOne(OneApi):
             self._check_lock(kind, root, oid, method, OP_MANAGE)
             if kind == DOCUMENT:
                 self._seal(parsed, oid)
+            tag = "USER_TEMPLATE" if kind == VM else "TEMPLATE"  # one.vm.update's target
             if merge:
-                merged = bodies.template_of(root)
+                merged = bodies.template_of(root, tag)
                 merged.merge(parsed)
                 parsed = merged
             self._after_update(kind, root, parsed)
-            bodies.replace_template(root, parsed)
+            bodies.replace_template(root, parsed, tag)
             self._save(db, kind, oid, root)
         return oid
 
@@ -1227,7 +1307,8 @@ class LocalOne(OneApi):
 
     def delete(self, kind: str, oid: int, force: bool = False, recursive: bool = False) -> int:
         _check_kind(kind)
-        method = _method(kind, "delete")
+        # 6.x has no one.vm.delete: a VM is deleted with one.vm.recover(id, 3)
+        method = "one.vm.recover" if kind == VM else _method(kind, "delete")
         with self._write() as db:
             self._delete(db, kind, oid, method, force, recursive)
         return oid
@@ -1274,6 +1355,7 @@ class LocalOne(OneApi):
             if bodies.get_ids(root, "VMS"):
                 raise ActionError(prefix + "The image is used by VMs.", oid)
             self._image_quota(db, root, -1)
+            self._remove_image_file(root)
             ds = int(root.findtext("DATASTORE_ID") or -1)
             if self._exists(db, DATASTORE, ds):
                 ds_root = self._load(db, DATASTORE, ds, method)
@@ -1286,6 +1368,8 @@ class LocalOne(OneApi):
                 image_id = dict(disk).get("IMAGE_ID", "")
                 if image_id.isdigit() and self._exists(db, IMAGE, int(image_id)):
                     self._delete(db, IMAGE, int(image_id), method, force, False)
+        elif kind == VM:
+            self._delete_vm(db, root, oid, method)
         elif kind == MARKET:
             apps = bodies.get_ids(root, "MARKETPLACEAPPS")
             mad = root.findtext("MARKET_MAD") or ""
@@ -1324,6 +1408,15 @@ class LocalOne(OneApi):
                 raise ActionError(prefix + "Group has users.", oid)
             db.execute("DELETE FROM group_quotas WHERE group_oid = ?", (oid,))
         db.execute(f"DELETE FROM {TABLES[kind]} WHERE oid = ?", (oid,))
+
+    def _remove_image_file(self, image: Element) -> None:
+        """An image's file that this store made (disk-saveas, clones, under
+        ``<home>/datastores``) goes with the image; files it was given (PATH) stay."""
+        source = image.findtext("SOURCE") or ""
+        store_files = str(self.home / "datastores") + os.sep
+        if source.startswith(store_files):
+            with contextlib.suppress(OSError):
+                os.unlink(source)
 
     def _leave_clusters(
         self, db: sqlite3.Connection, collection: str, relation: str, root: Element, oid: int
@@ -1643,6 +1736,510 @@ class LocalOne(OneApi):
             bodies.set_text(root, "STATE", new)
             self._save(db, kind, oid, root)
         return oid
+
+    # -- VM templates and virtual machines ---------------------------------------------------
+    def clone(self, kind: str, oid: int, name: str, recursive: bool = False) -> int:
+        if kind != TEMPLATE:
+            raise ApiError(f"clone of {kind} objects is not supported (VM templates only)")
+        method = "one.template.clone"
+        with self._write() as db:
+            source = self._load(db, TEMPLATE, oid, method)
+            self._check_lock(TEMPLATE, source, oid, method, OP_USE)
+            template = bodies.template_of(source)
+            if recursive:
+                disks: list[list[tuple[str, str]]] = []
+                for disk in template.vectors("DISK"):
+                    values = dict(disk)
+                    image_id = values.get("IMAGE_ID", "")
+                    if image_id.isdigit() and self._exists(db, IMAGE, int(image_id)):
+                        copy = self._copy_image(db, int(image_id), f"{name}-disk-{len(disks)}")
+                        disk = [(k, v) for k, v in disk if k not in ("IMAGE_ID", "IMAGE")]
+                        disk.append(("IMAGE_ID", str(copy)))
+                    disks.append(disk)
+                template.remove("DISK")
+                for disk in disks:
+                    template.add("DISK", disk)
+            self._check_new_name(db, TEMPLATE, name, 0, AllocateError, f"[{method}] ")
+            new = self._next_id(db, TEMPLATE)
+            root = bodies.vm_template(new, name, self._session_owner(), int(time.time()), template)
+            self._insert(db, TEMPLATE, new, root)
+        return new
+
+    def _copy_image(self, db: sqlite3.Connection, oid: int, name: str) -> int:
+        """A READY copy of image ``oid`` (its file copied under the store) named ``name``."""
+        image = self._load(db, IMAGE, oid, "one.image.clone")
+        ds = int(image.findtext("DATASTORE_ID") or 1)
+        source_file = _image_file(image)
+        return self._new_image_from_file(
+            db, name, ds, source_file, image, "one.image.clone", persistent=False
+        )
+
+    def _new_image_from_file(
+        self,
+        db: sqlite3.Connection,
+        name: str,
+        datastore_id: int,
+        source_file: Path | None,
+        like: Element,
+        method: str,
+        persistent: bool,
+        type_code: int | None = None,
+    ) -> int:
+        """An image ``name`` in ``datastore_id`` whose file (SOURCE) is a copy of
+        ``source_file``, made under ``<home>/datastores/<ds>/``; attributes from ``like``."""
+        import shutil
+
+        prefix = f"[{method}] Error allocating a new image. "
+        self._check_new_name(db, IMAGE, name, 0, AllocateError, prefix)
+        ds_root = self._load(db, DATASTORE, datastore_id, method)
+        oid = self._next_id(db, IMAGE)
+        now = int(time.time())
+        digest = hashlib.md5(f"{oid}:{now}:{name}:{os.getpid()}".encode()).hexdigest()
+        directory = self.home / "datastores" / str(datastore_id)
+        target = directory / digest
+        size = 0
+        if source_file is not None:
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source_file, target)
+            except OSError as exc:
+                target.unlink(missing_ok=True)
+                raise InternalError(f"[{method}] Cannot copy {source_file}: {exc}") from None
+            size = (target.stat().st_size + 1024 * 1024 - 1) // (1024 * 1024)
+        template = Template()
+        dev_prefix = like.findtext("TEMPLATE/DEV_PREFIX")
+        if dev_prefix:
+            template.set("DEV_PREFIX", dev_prefix)
+        fields = {
+            "TYPE": int(like.findtext("TYPE") or 0) if type_code is None else type_code,
+            "DISK_TYPE": int(ds_root.findtext("DISK_TYPE") or 0),
+            "PERSISTENT": int(persistent),
+            "REGTIME": now,
+            "SOURCE": str(target) if source_file is not None else "",
+            "PATH": "",
+            "FORMAT": like.findtext("FORMAT") or "raw",
+            "SIZE": size or int(like.findtext("SIZE") or 0),
+            "STATE": IMAGE_READY_STATE,
+            "PREV_STATE": IMAGE_LOCKED,
+        }
+        root = bodies.image(
+            oid,
+            name,
+            self._session_owner(),
+            fields,
+            datastore_id,
+            ds_root.findtext("NAME") or "",
+            template,
+        )
+        self._insert(db, IMAGE, oid, root)
+        self._image_quota(db, root, +1)
+        bodies.set_ids(ds_root, "IMAGES", [*bodies.get_ids(ds_root, "IMAGES"), oid])
+        self._save(db, DATASTORE, datastore_id, ds_root)
+        return oid
+
+    def allocate_vm(self, template: str, hold: bool = False) -> int:
+        method = "one.vm.allocate"
+        parsed = self._parse(template, method)
+        name = parsed.pop("NAME")
+        for key, kind_text in (("MEMORY", "integer"), ("CPU", "float or integer")):
+            try:
+                ok = float(parsed.get(key) or "") > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise InternalError(
+                    f"[{method}] {key} attribute must be a positive {kind_text} value."
+                )
+        with self._write() as db:
+            oid = self._next_id(db, VM)
+            core = Template()
+            user = Template()
+            for key, value in parsed.attributes:
+                (core if key in VM_CORE_ATTRIBUTES else user).add(key, value)
+            disks = [
+                self._vm_disk(db, oid, index, dict(vector), method)
+                for index, vector in enumerate(core.remove("DISK"))
+                if isinstance(vector, list)
+            ]
+            nics = [
+                self._vm_nic(db, oid, index, dict(vector), method)
+                for index, vector in enumerate(core.remove("NIC"))
+                if isinstance(vector, list)
+            ]
+            _assign_targets(disks)
+            for disk in disks:
+                core.add("DISK", sorted(disk.items()))
+            for nic in nics:
+                core.add("NIC", sorted(nic.items()))
+            core.set("VMID", str(oid))
+            state = VM_HOLD if hold else VM_PENDING
+            root = bodies.vm(
+                oid,
+                name or f"one-{oid}",
+                self._session_owner(),
+                state,
+                int(time.time()),
+                core,
+                user,
+            )
+            self._insert(db, VM, oid, root)
+        return oid
+
+    def _vm_disk(
+        self, db: sqlite3.Connection, vm_id: int, index: int, disk: dict[str, str], method: str
+    ) -> dict[str, str]:
+        """A VM DISK as oned completes it from its image (or a volatile one as given)."""
+        disk["DISK_ID"] = str(index)
+        image_id = disk.get("IMAGE_ID", "").strip()
+        if not image_id and disk.get("IMAGE"):
+            uname = disk.get("IMAGE_UNAME") or "oneadmin"
+            row = db.execute(
+                "SELECT oid FROM image_pool WHERE name = ? AND uid = "
+                "(SELECT oid FROM user_pool WHERE name = ?)",
+                (disk["IMAGE"], uname),
+            ).fetchone()
+            if row is None:
+                raise InternalError(f"[{method}] Image {disk['IMAGE']} of user {uname} not found")
+            image_id = str(row[0])
+        if not image_id:
+            disk.setdefault("TYPE", "fs")
+            disk.setdefault("DEV_PREFIX", "sd")
+            return disk
+        try:
+            image = self._load(db, IMAGE, int(image_id), method)
+        except ValueError:
+            raise InternalError(f"[{method}] Wrong IMAGE_ID: {image_id}") from None
+        state = int(image.findtext("STATE") or 0)
+        persistent = image.findtext("PERSISTENT") == "1"
+        if state not in (IMAGE_READY_STATE, 2) or (persistent and state == 2):
+            raise InternalError(f"[{method}] Image {image_id} is not READY to be used by VMs")
+        ds_id = int(image.findtext("DATASTORE_ID") or -1)
+        ds_root = self._load(db, DATASTORE, ds_id, method)
+        tm_mad = ds_root.findtext("TM_MAD") or "ssh"
+        ln_target, clone_target, _shared, _migrate, orphans = TM_MAD_CONF.get(
+            tm_mad, ("NONE", "SYSTEM", "NO", None, None)
+        )
+        image_type = int(image.findtext("TYPE") or 0)
+        cdrom = image_type == bodies.IMAGE_TYPES["CDROM"]
+        disk.update(
+            {
+                "ALLOW_ORPHANS": orphans or "NO",
+                "CLONE": "NO" if persistent or cdrom else "YES",
+                "CLONE_TARGET": clone_target,
+                "CLUSTER_ID": ",".join(str(c) for c in bodies.get_ids(ds_root, "CLUSTERS")),
+                "DATASTORE": ds_root.findtext("NAME") or "",
+                "DATASTORE_ID": str(ds_id),
+                "DEV_PREFIX": image.findtext("TEMPLATE/DEV_PREFIX") or "sd",
+                "DISK_SNAPSHOT_TOTAL_SIZE": "0",
+                "DISK_TYPE": "FILE",
+                "DRIVER": image.findtext("FORMAT") or "raw",
+                "FORMAT": image.findtext("FORMAT") or "raw",
+                "IMAGE": image.findtext("NAME") or "",
+                "IMAGE_ID": image_id,
+                "IMAGE_STATE": str(state),
+                "IMAGE_UID": image.findtext("UID") or "0",
+                "IMAGE_UNAME": image.findtext("UNAME") or "",
+                "LN_TARGET": ln_target,
+                "ORIGINAL_SIZE": image.findtext("SIZE") or "0",
+                "READONLY": "YES" if cdrom else "NO",
+                "SAVE": "YES" if persistent else "NO",
+                "SIZE": image.findtext("SIZE") or "0",
+                "SOURCE": image.findtext("SOURCE") or "",
+                "TM_MAD": tm_mad,
+                "TYPE": "CDROM" if cdrom else "FILE",
+            }
+        )
+        if persistent:
+            disk["PERSISTENT"] = "YES"
+        users = [*bodies.get_ids(image, "VMS"), vm_id]
+        bodies.set_ids(image, "VMS", users)
+        bodies.set_text(image, "RUNNING_VMS", len(users))
+        bodies.set_text(image, "STATE", 8 if persistent else 2)  # USED_PERS / USED
+        self._save(db, IMAGE, int(image_id), image)
+        return disk
+
+    def _vm_nic(
+        self, db: sqlite3.Connection, vm_id: int, index: int, nic: dict[str, str], method: str
+    ) -> dict[str, str]:
+        """A VM NIC with a lease of its network's first address range that has one free."""
+        net_text = nic.get("NETWORK_ID", "").strip()
+        if not net_text and nic.get("NETWORK"):
+            row = db.execute(
+                "SELECT oid FROM network_pool WHERE name = ?", (nic["NETWORK"],)
+            ).fetchone()
+            if row is None:
+                raise InternalError(f"[{method}] Virtual network {nic['NETWORK']} not found")
+            net_text = str(row[0])
+        nic["NIC_ID"] = str(index)
+        nic["TARGET"] = f"one-{vm_id}-{index}"
+        if not net_text:
+            return nic
+        try:
+            net_id = int(net_text)
+        except ValueError:
+            raise InternalError(f"[{method}] Wrong NETWORK_ID: {net_text}") from None
+        vnet = self._load(db, VNET, net_id, method)
+        for ar in vnet.iterfind("AR_POOL/AR"):
+            size = int(ar.findtext("SIZE") or 0)
+            allocated = (ar.findtext("ALLOCATED") or "").split()
+            used = {int(i) for i in allocated[0::2]}
+            free = next((i for i in range(size) if i not in used), None)
+            if free is None:
+                continue
+            owner = 0x0000001000000000 | vm_id  # a VM's lease (oned's PoolObjectSQL::VM bit)
+            bodies.set_text(ar, "ALLOCATED", " ".join([*allocated, str(free), str(owner)]))
+            mac = int((ar.findtext("MAC") or "0").replace(":", ""), 16) + free
+            nic["MAC"] = bodies.format_mac(mac)
+            ip_text = ar.findtext("IP")
+            if ip_text:
+                import ipaddress
+
+                nic["IP"] = str(ipaddress.IPv4Address(int(ipaddress.IPv4Address(ip_text)) + free))
+            nic["AR_ID"] = ar.findtext("AR_ID") or "0"
+            break
+        else:
+            raise InternalError(
+                f"[{method}] Cannot get IP/MAC lease from virtual network {net_id}."
+            )
+        bodies.set_text(vnet, "USED_LEASES", int(vnet.findtext("USED_LEASES") or 0) + 1)
+        self._save(db, VNET, net_id, vnet)
+        template = bodies.template_of(vnet)
+        nic.update(
+            {
+                "BRIDGE": vnet.findtext("BRIDGE") or "",
+                "BRIDGE_TYPE": vnet.findtext("BRIDGE_TYPE") or "linux",
+                "NETWORK": vnet.findtext("NAME") or "",
+                "NETWORK_ID": str(net_id),
+                "NETWORK_UNAME": vnet.findtext("UNAME") or "",
+                "SECURITY_GROUPS": template.get("SECURITY_GROUPS") or "0",
+                "VN_MAD": vnet.findtext("VN_MAD") or "",
+            }
+        )
+        nic.pop("NETWORK_MODE", None)
+        return nic
+
+    def place_vm(self, oid: int, host_id: int, system_datastore_id: int = 0) -> int:
+        """Embedded store only (not on ``OneApi``): what the scheduler and a deploy would have
+        done to a PENDING (or HOLD) VM: a history record on host ``host_id`` and system
+        datastore ``system_datastore_id``, the host's share, the disks' files copied to
+        ``<home>/datastores/<system ds>/<vm id>/disk.<disk id>`` (image disks: their image's
+        file; volatile ones: an empty file), and the VM RUNNING (STATE 3, LCM_STATE 3)."""
+        import shutil
+
+        method = "one.vm.deploy"
+        with self._write() as db:
+            root = self._load(db, VM, oid, method)
+            state = int(root.findtext("STATE") or 0)
+            if state not in (VM_PENDING, VM_HOLD):
+                raise ActionError(
+                    f"[{method}] Deploy action is not available for state "
+                    f"{VM_STATE_NAMES.get(state, state)}",
+                    oid,
+                )
+            host = self._load(db, HOST, host_id, method)
+            ds_root = self._load(db, DATASTORE, system_datastore_id, method)
+            if int(ds_root.findtext("TYPE") or 0) != 1:
+                raise ActionError(f"[{method}] Datastore {system_datastore_id} is not a system DS")
+            directory = self.home / "datastores" / str(system_datastore_id) / str(oid)
+            template = bodies.template_of(root)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                for disk in template.vectors("DISK"):
+                    values = dict(disk)
+                    target = directory / f"disk.{values.get('DISK_ID', '0')}"
+                    image_id = values.get("IMAGE_ID", "")
+                    source = None
+                    if image_id.isdigit() and self._exists(db, IMAGE, int(image_id)):
+                        source = _image_file(self._load(db, IMAGE, int(image_id), method))
+                    if source is not None:
+                        shutil.copyfile(source, target)
+                    else:
+                        target.touch()
+            except OSError as exc:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise InternalError(f"[{method}] Cannot write the VM's disks: {exc}") from None
+            bodies.vm_history(
+                root,
+                len(root.findall("HISTORY_RECORDS/HISTORY")),
+                host_id,
+                host.findtext("NAME") or "",
+                int(host.findtext("CLUSTER_ID") or 0),
+                {
+                    "VM_MAD": host.findtext("VM_MAD") or "",
+                    "TM_MAD": ds_root.findtext("TM_MAD") or "",
+                    "DS_ID": system_datastore_id,
+                    "STIME": int(time.time()),
+                },
+            )
+            self._set_vm_state(root, VM_ACTIVE, LCM_RUNNING)
+            bodies.set_text(root, "DEPLOY_ID", f"one-{oid}")
+            self._save(db, VM, oid, root)
+            self._host_share(db, host_id, root, +1, method)
+        return oid
+
+    def _host_share(
+        self, db: sqlite3.Connection, host_id: int, vm: Element, sign: int, method: str
+    ) -> None:
+        host = self._load(db, HOST, host_id, method)
+        oid = int(vm.findtext("ID") or 0)
+        ids = set(bodies.get_ids(host, "VMS"))
+        ids = ids | {oid} if sign > 0 else ids - {oid}
+        bodies.set_ids(host, "VMS", sorted(ids))
+        cpu = round(float(vm.findtext("TEMPLATE/CPU") or 0) * 100)
+        memory = int(float(vm.findtext("TEMPLATE/MEMORY") or 0)) * 1024
+        for path, delta in (
+            ("HOST_SHARE/CPU_USAGE", cpu),
+            ("HOST_SHARE/MEM_USAGE", memory),
+            ("HOST_SHARE/RUNNING_VMS", 1),
+        ):
+            value = int(host.findtext(path) or 0) + sign * delta
+            bodies.set_text(host, path, max(value, 0))
+        self._save(db, HOST, host_id, host)
+
+    @staticmethod
+    def _set_vm_state(root: Element, state: int, lcm_state: int) -> None:
+        bodies.set_text(root, "PREV_STATE", root.findtext("STATE") or "0")
+        bodies.set_text(root, "PREV_LCM_STATE", root.findtext("LCM_STATE") or "0")
+        bodies.set_text(root, "STATE", state)
+        bodies.set_text(root, "LCM_STATE", lcm_state)
+
+    def vm_action(self, oid: int, action: str) -> int:
+        method = "one.vm.action"
+        if action not in VM_ACTIONS_HERE:
+            raise ActionError(
+                f'[{method}] Virtual machine action "{action}" is not supported by the '
+                "embedded store (no hypervisor runs behind it): only "
+                + ", ".join(sorted(VM_ACTIONS_HERE)),
+                oid,
+            )
+        with self._write() as db:
+            root = self._load(db, VM, oid, method)
+            state = int(root.findtext("STATE") or 0)
+            lcm = int(root.findtext("LCM_STATE") or 0)
+            if action in ("poweroff", "poweroff-hard"):
+                if state != VM_ACTIVE or lcm != LCM_RUNNING:
+                    raise ActionError(
+                        f'[{method}] Error performing action "{action}": Could not power off '
+                        f"VM {oid}, wrong state {_vm_state_text(state, lcm)}.",
+                        oid,
+                    )
+                self._set_vm_state(root, VM_POWEROFF, LCM_INIT)
+            else:  # resume
+                if state != VM_POWEROFF:
+                    raise ActionError(
+                        f'[{method}] Error performing action "{action}": Could not resume '
+                        f"VM {oid}, wrong state {_vm_state_text(state, lcm)}.",
+                        oid,
+                    )
+                self._set_vm_state(root, VM_ACTIVE, LCM_RUNNING)
+            self._save(db, VM, oid, root)
+        return oid
+
+    def vm_disksaveas(
+        self, oid: int, disk_id: int, name: str, image_type: str = "", snapshot_id: int = -1
+    ) -> int:
+        method = "one.vm.disksaveas"
+        if snapshot_id != -1:
+            raise ActionError(f"[{method}] Disk snapshots are not kept by the embedded store", oid)
+        with self._write() as db:
+            root = self._load(db, VM, oid, method)
+            state = int(root.findtext("STATE") or 0)
+            lcm = int(root.findtext("LCM_STATE") or 0)
+            # oned also saves a RUNNING VM's disk (hot); without a hypervisor to freeze it
+            # the copy could be inconsistent, so only a powered-off VM's disk is saved here.
+            if state != VM_POWEROFF:
+                raise ActionError(
+                    f"[{method}] VM has to be POWEROFF to save disks (it is "
+                    f"{_vm_state_text(state, lcm)}): the embedded store saves no running disk",
+                    oid,
+                )
+            disk = next(
+                (
+                    dict(d)
+                    for d in bodies.template_of(root).vectors("DISK")
+                    if dict(d).get("DISK_ID") == str(disk_id)
+                ),
+                None,
+            )
+            if disk is None:
+                raise ActionError(f"[{method}] VM disk does not exist", oid)
+            image_text = disk.get("IMAGE_ID", "")
+            if not image_text.isdigit():
+                raise ActionError(f"[{method}] Cannot save_as a volatile disk", oid)
+            if disk.get("TYPE") == "CDROM":
+                raise ActionError(f"[{method}] Cannot save_as a CDROM disk", oid)
+            image = self._load(db, IMAGE, int(image_text), method)
+            source = self._vm_disk_file(root, disk_id)
+            if source is None:
+                source = _image_file(image)
+            type_code = None
+            if image_type:
+                if image_type.upper() not in bodies.IMAGE_TYPES:
+                    raise AllocateError(f"[{method}] Wrong image TYPE: {image_type}", oid)
+                type_code = bodies.IMAGE_TYPES[image_type.upper()]
+            return self._new_image_from_file(
+                db,
+                name,
+                int(image.findtext("DATASTORE_ID") or 1),
+                source,
+                image,
+                method,
+                persistent=False,
+                type_code=type_code,
+            )
+
+    def _vm_disk_file(self, root: Element, disk_id: int) -> Path | None:
+        records = root.findall("HISTORY_RECORDS/HISTORY")
+        if not records:
+            return None
+        ds = records[-1].findtext("DS_ID") or "0"
+        path = self.home / "datastores" / ds / (root.findtext("ID") or "") / f"disk.{disk_id}"
+        return path if path.is_file() else None
+
+    def _delete_vm(self, db: sqlite3.Connection, root: Element, oid: int, method: str) -> None:
+        """What ``one.vm.recover(id, 3)`` (delete) leaves: images, leases and host freed."""
+        import shutil
+
+        records = root.findall("HISTORY_RECORDS/HISTORY")
+        state = int(root.findtext("STATE") or 0)
+        if records and state in (VM_ACTIVE, VM_SUSPENDED, VM_POWEROFF):
+            host_id = int(records[-1].findtext("HID") or -1)
+            if self._exists(db, HOST, host_id):
+                self._host_share(db, host_id, root, -1, method)
+            ds = records[-1].findtext("DS_ID") or "0"
+            shutil.rmtree(self.home / "datastores" / ds / str(oid), ignore_errors=True)
+        template = bodies.template_of(root)
+        for disk in template.vectors("DISK"):
+            image_text = dict(disk).get("IMAGE_ID", "")
+            if not image_text.isdigit() or not self._exists(db, IMAGE, int(image_text)):
+                continue
+            image = self._load(db, IMAGE, int(image_text), method)
+            users = [v for v in bodies.get_ids(image, "VMS") if v != oid]
+            bodies.set_ids(image, "VMS", users)
+            bodies.set_text(image, "RUNNING_VMS", len(users))
+            if not users and int(image.findtext("STATE") or 0) in (2, 8):
+                bodies.set_text(image, "STATE", IMAGE_READY_STATE)
+            self._save(db, IMAGE, int(image_text), image)
+        owner = str(0x0000001000000000 | oid)
+        for nic in template.vectors("NIC"):
+            net_text = dict(nic).get("NETWORK_ID", "")
+            if not net_text.isdigit() or not self._exists(db, VNET, int(net_text)):
+                continue
+            vnet = self._load(db, VNET, int(net_text), method)
+            freed = 0
+            for ar in vnet.iterfind("AR_POOL/AR"):
+                parts = (ar.findtext("ALLOCATED") or "").split()
+                kept = [
+                    item
+                    for pair in zip(parts[0::2], parts[1::2], strict=False)
+                    if pair[1] != owner
+                    for item in pair
+                ]
+                freed += (len(parts) - len(kept)) // 2
+                bodies.set_text(ar, "ALLOCATED", " ".join(kept))
+            used = int(vnet.findtext("USED_LEASES") or 0) - freed
+            bodies.set_text(vnet, "USED_LEASES", max(used, 0))
+            self._save(db, VNET, int(net_text), vnet)
 
     # -- locks ---------------------------------------------------------------------------
     def lock(self, kind: str, oid: int, level: int, test: bool = False) -> int:

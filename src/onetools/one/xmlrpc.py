@@ -64,6 +64,8 @@ DEFAULT_TIMEOUT = 30.0
 #: ``cluster_add``/``cluster_remove``: the cluster method per kind (xmlrpc.md §2.1).
 _CLUSTER_MEMBER = {api.HOST: "host", api.DATASTORE: "datastore", api.VNET: "vnet"}
 #: Kinds with ``one.<kind>.enable(id, bool)`` (hosts have ``one.host.status`` instead).
+#: ``one.vm.recover``'s operation that deletes the VM.
+VM_RECOVER_DELETE = 3
 _ENABLE_KINDS = frozenset({api.IMAGE, api.MARKET, api.MARKETAPP, api.DATASTORE})
 
 
@@ -252,6 +254,8 @@ class XmlRpcOne(OneApi):
             if doc_type is None:
                 raise ApiError(f"[one.{method}] The document type is required")
             params = (filter_flag, start, end, doc_type)
+        elif kind == api.VM:
+            params = (filter_flag, start, end, api.VM_STATE_NOT_DONE)
         else:
             params = (filter_flag, start, end)
         text = self._text(method, *params)
@@ -264,6 +268,8 @@ class XmlRpcOne(OneApi):
         return self._int(f"{kind}.update", oid, template, 1 if merge else 0)
 
     def delete(self, kind: str, oid: int, force: bool = False, recursive: bool = False) -> int:
+        if kind == api.VM:
+            return self._int("vm.recover", oid, VM_RECOVER_DELETE)  # 6.x: no one.vm.delete
         if kind == api.IMAGE and force:
             return self._int("image.delete", oid, True)
         if kind == api.TEMPLATE and recursive:
@@ -313,6 +319,26 @@ class XmlRpcOne(OneApi):
         if kind not in _ENABLE_KINDS:  # hosts: host_status (6.x has no one.host.enable)
             raise ApiError(f"one.{kind}.enable is not an OpenNebula method")
         return self._int(f"{kind}.enable", oid, bool(enable))
+
+    # -- VM templates and virtual machines ---------------------------------------------------
+    def clone(self, kind: str, oid: int, name: str, recursive: bool = False) -> int:
+        if kind != api.TEMPLATE:
+            raise ApiError(f"clone of {kind} objects is not supported (VM templates only)")
+        if recursive:
+            return self._int("template.clone", oid, name, True)
+        return self._int("template.clone", oid, name)
+
+    def allocate_vm(self, template: str, hold: bool = False) -> int:
+        return self._int("vm.allocate", template, bool(hold))
+
+    def vm_action(self, oid: int, action: str) -> int:
+        # oned reads the action first, then the VM id
+        return self._int("vm.action", action, oid)
+
+    def vm_disksaveas(
+        self, oid: int, disk_id: int, name: str, image_type: str = "", snapshot_id: int = -1
+    ) -> int:
+        return self._int("vm.disksaveas", oid, disk_id, name, image_type, snapshot_id)
 
     # -- locks -------------------------------------------------------------------------------
     def lock(self, kind: str, oid: int, level: int, test: bool = False) -> int:
