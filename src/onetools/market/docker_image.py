@@ -12,9 +12,11 @@ Steps (the user-space equivalent of docker_downloader.sh, onemarketapp.md §8.3)
    - ``/etc/ssh/ssh_host_*`` keys are deleted, so each VM makes its own;
    - the root password is locked (a ``!`` prefix in ``/etc/shadow``) when it is set;
    - ``/.dockerenv`` is removed, so tools do not think they are in a container.
-   The original also apt/yum/apk-installed the one-context package and init system into the
-   image; that needs running the image's package manager (a container or chroot as root), so
-   it is NOT done: install one-context in the guest, or use an image that has it.
+   - the one-context package of the image's distribution (``.deb`` or ``.apk`` from
+     ``$ONETOOLS_CONTEXT_DIR``, else ``/usr/share/one/context``) is unpacked and its services
+     enabled (``context_packages``).  The original apt/yum/apk-installed it, and the init
+     system, by running the image's package manager in a container; nothing of the image runs
+     here, so its maintainer scripts and dependencies are not run or installed.
 4. a disk image with user-space tools: ``mkfs.<fs> -d ROOTFS`` of ``size`` MB (from the URL,
    or the rootfs size plus a margin), then ``qemu-img convert -O qcow2`` for ``format=qcow2``.
 
@@ -221,8 +223,15 @@ def build_image(
                 space_left = max(0, space_left - written)
             path.unlink()
         if context == "yes":
+            from onetools.market import context_packages
+
             for change in contextualize(rootfs, pulled.config):
                 say(f"context: {change}")
+            try:
+                for change in context_packages.install(rootfs, scratch, say):
+                    say(f"context: {change}")
+            except context_packages.ContextPackageError as error:
+                raise ImageBuildError(f"one-context: {error}") from None
         needed_mb, entries = rootfs_usage(rootfs)
         if size_mb is None:
             size_mb = needed_mb + max(MIN_MARGIN_MB, int(needed_mb * MARGIN_RATIO))
