@@ -566,6 +566,31 @@ def cmd_service_template_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_vm_import(args: argparse.Namespace) -> int:
+    from onetools.market.import_ import import_vm
+    from onetools.one.api import VM
+
+    with open_one(args) as one:
+        vm_id = resolve_id(args.vm, lambda: one.pool(VM), "VM")
+        images = _import_images(args)
+        market = _import_market(one, args, "VM template")
+        result = import_vm(
+            one, vm_id, market, import_all=images, name=args.vmname, timeout=args.timeout
+        )
+    _print_imported(result.ids)
+    return EXIT_OK
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the timeout must be more than 0 seconds")
+    return value
+
+
 def cmd_group(args: argparse.Namespace) -> int:  # pragma: no cover - argparse requires action
     raise UsageError(f"{args.command}: an action is required")
 
@@ -589,6 +614,7 @@ COMMANDS = (
     "download",
     "vm-template",
     "service-template",
+    "vm",
 )
 
 IMPORT_HELP = """\
@@ -608,6 +634,12 @@ Marketplace apps made of local VM templates:
 SERVICE_TEMPLATE_HELP = """\
 Marketplace apps made of local service templates:
   service-template import ID|NAME [--market ID|NAME] [--yes|--no]
+"""
+
+
+VM_HELP = """\
+Marketplace apps made of local virtual machines:
+  vm import ID|NAME [--market ID|NAME] [--yes|--no] [--vmname NAME] [--timeout SECONDS]
 """
 
 
@@ -761,6 +793,33 @@ def build_parser(selected: str | None = None) -> ToolParser:
         )
         sub.add_argument("service_template", metavar="ID|NAME", help="service template")
         import_options(sub)
+    vms = group("vm", "apps made of virtual machines", VM_HELP)
+    if vms is not None:
+        parts = (
+            "the VM is saved as a VM template '<vm name>-saved' (its image disks saved as\n"
+            "images; a RUNNING VM is powered off for that and resumed afterwards), which is\n"
+            "then published as with vm-template import. The saved template and images are\n"
+            "deleted afterwards, also when the import fails. With --no no disk is saved\n"
+            "and a running VM keeps running."
+        )
+        sub = add_command(
+            vms,
+            "import",
+            cmd_vm_import,
+            "publish a virtual machine",
+            IMPORT_HELP.format(what="virtual machine", parts=parts),
+            [connection],
+        )
+        sub.add_argument("vm", metavar="ID|NAME", help="virtual machine")
+        import_options(sub)
+        sub.add_argument("--vmname", metavar="NAME", help="name of the VMTEMPLATE app")
+        sub.add_argument(
+            "--timeout",
+            type=_seconds,
+            default=300.0,
+            metavar="SECONDS",
+            help="wait at most this long for poweroff and saved images (default 300)",
+        )
     return parser
 
 

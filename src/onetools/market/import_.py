@@ -23,7 +23,11 @@ Fixed on purpose (§10.1 items 2 and 3):
   naming the part that failed; if deleting one of them fails too, the error says which app was
   left behind and why (the original ignored rollback errors).
 
-``vm import`` (§6.3) needs virtual machines, which the object layer does not model: not here.
+``import_vm(one, vm_id, market_id)`` (§6.3) saves the VM as a VM template and imports that;
+fixed on purpose: a running VM is powered off (and waited for) and resumed afterwards, instead
+of refusing it ("VM must be POWEROFF"); the saved template and images are always deleted
+(the original left them, also on failure); with ``--no`` no disk is saved at all, so the VM is
+not even powered off; a failure also deletes the apps, and a failed cleanup step is an error.
 """
 
 from __future__ import annotations
@@ -377,3 +381,252 @@ def import_service_template(
         return result
 
     return importer.run(f"service template {doc_id} ({document.name})", work)
+
+
+# -- vm import (§6.3) ------------------------------------------------------------------------
+#: DISK attributes that belong to the VM's copy of the disk, not to a template (§6.3, HEAD's
+#: list; SIZE and TYPE are dropped from saved image disks only, volatile disks need them).
+VM_DISK_STRIP = frozenset(
+    {
+        "DEV_PREFIX",
+        "SOURCE",
+        "ORIGINAL_SIZE",
+        "DISK_SNAPSHOT_TOTAL_SIZE",
+        "DRIVER",
+        "IMAGE_STATE",
+        "SAVE",
+        "CLONE",
+        "READONLY",
+        "PERSISTENT",
+        "TARGET",
+        "ALLOW_ORPHANS",
+        "CLONE_TARGET",
+        "CLUSTER_ID",
+        "DATASTORE",
+        "DATASTORE_ID",
+        "DISK_ID",
+        "DISK_TYPE",
+        "IMAGE_ID",
+        "IMAGE",
+        "IMAGE_UNAME",
+        "IMAGE_UID",
+        "LN_TARGET",
+        "TM_MAD",
+        "OPENNEBULA_MANAGED",
+        "FORMAT",
+        "TM_MAD_SYSTEM",
+        "PERSISTENT_SNAPSHOTS",
+    }
+)
+VM_NIC_STRIP = frozenset(
+    {
+        "AR_ID",
+        "BRIDGE",
+        "CLUSTER_ID",
+        "IP",
+        "MAC",
+        "TARGET",
+        "NIC_ID",
+        "NETWORK_ID",
+        "VN_MAD",
+        "SECURITY_GROUPS",
+        "VLAN_ID",
+        "BRIDGE_TYPE",
+    }
+)
+#: How long a VM is waited for (poweroff), and its saved images and image apps (READY).
+VM_WAIT_SECONDS = 300.0
+SAVED_DESCRIPTION = "App to import"
+APP_STATE_NAMES = {0: "INIT", 1: "READY", 2: "LOCKED", 3: "ERROR", 4: "DISABLED"}
+
+
+class _SavedVm:
+    """The intermediate objects of one ``vm import``: the VM powered off by us (to resume),
+    the saved template and images (always deleted at the end)."""
+
+    def __init__(self, one: OneApi, vm_id: int) -> None:
+        self.one = one
+        self.vm_id = vm_id
+        self.powered_off = False
+        self.template_id: int | None = None
+        self.image_ids: list[int] = []
+
+    def cleanup(self) -> list[str]:
+        """Delete the saved template and images, resume the VM if we powered it off; one
+        line per step that failed."""
+        failures = []
+        if self.template_id is not None:
+            try:
+                self.one.delete(VM_TEMPLATE, self.template_id)
+                self.template_id = None
+            except OnetoolsError as exc:
+                failures.append(
+                    f"saved VM template {self.template_id} could not be deleted: {exc.log_line()}"
+                )
+        for image_id in list(self.image_ids):
+            try:
+                self.one.delete(IMAGE, image_id)
+                self.image_ids.remove(image_id)
+            except OnetoolsError as exc:
+                failures.append(f"saved image {image_id} could not be deleted: {exc.log_line()}")
+        if self.powered_off:
+            try:
+                self.one.vm_action(self.vm_id, "resume")
+                self.powered_off = False
+            except OnetoolsError as exc:
+                failures.append(f"VM {self.vm_id} could not be resumed: {exc.log_line()}")
+        return failures
+
+
+def _vm_disk_attributes(element: Any) -> list[tuple[str, str]]:
+    return [(child.tag, child.text or "") for child in element]
+
+
+def save_vm_as_template(
+    one: OneApi,
+    vm: OneObject,
+    saved: _SavedVm,
+    save_disks: bool,
+    timeout: float,
+    interval: float,
+) -> int:
+    """§6.3's ``save_as_template``: clone the VM's template as ``<vm name>-saved`` and merge
+    in the VM's CPU/VCPU/MEMORY, its disks (image disks saved as ``<name>-disk-<id>``
+    unless ``save_disks`` is false, CDROMs by their image, volatile ones as defined), its NICs
+    without their leases, SAVED_TEMPLATE_ID and DESCRIPTION; the clone's id.  Everything
+    made is recorded in ``saved`` (for the cleanup)."""
+    from onetools.market.apps import template_text
+    from onetools.one.template import Template
+
+    template_id = int(vm.text("TEMPLATE/TEMPLATE_ID"))
+    name = f"{vm.name}-saved"
+    saved.template_id = one.clone(VM_TEMPLATE, template_id, name)
+    changes = Template([("DESCRIPTION", SAVED_DESCRIPTION)])
+    for key in ("CPU", "VCPU", "MEMORY"):
+        value = vm.text(f"TEMPLATE/{key}")
+        if value:
+            changes.set(key, value)
+    if save_disks:
+        for element in vm.root.findall("TEMPLATE/DISK"):
+            values = _vm_disk_attributes(element)
+            given = dict(values)
+            kept = [(k, v) for k, v in values if k not in VM_DISK_STRIP]
+            if not given.get("IMAGE_ID", "").strip():
+                changes.add("DISK", kept)  # volatile: made again on instantiation
+                continue
+            if given.get("TYPE", "").upper() == "CDROM":
+                cdrom = [("IMAGE_ID", given["IMAGE_ID"])]
+                if "OPENNEBULA_MANAGED" in given:
+                    cdrom.append(("OPENNEBULA_MANAGED", given["OPENNEBULA_MANAGED"]))
+                changes.add("DISK", cdrom)
+                continue
+            disk_id = int(given.get("DISK_ID") or 0)
+            image_id = one.vm_disksaveas(vm.id, disk_id, f"{name}-disk-{disk_id}")
+            saved.image_ids.append(image_id)
+            one.wait_image_ready(image_id, timeout=timeout, interval=interval)
+            rest = [(k, v) for k, v in kept if k not in ("SIZE", "TYPE")]
+            changes.add("DISK", [("IMAGE_ID", str(image_id)), *rest])
+    for element in vm.root.findall("TEMPLATE/NIC"):
+        nic = [(k, v) for k, v in _vm_disk_attributes(element) if k not in VM_NIC_STRIP]
+        changes.add("NIC", nic)
+    changes.set("SAVED_TEMPLATE_ID", str(template_id))
+    one.update(VM_TEMPLATE, saved.template_id, template_text(changes), merge=True)
+    return saved.template_id
+
+
+def _wait_apps_ready(one: OneApi, app_ids: list[int], timeout: float, interval: float) -> None:
+    """Image apps copy their image's file (a driver's work on a front-end): the saved images
+    may only go once every app is READY."""
+    import time
+
+    from onetools.one.api import MARKETAPP
+
+    deadline = time.monotonic() + timeout
+    for app_id in app_ids:
+        while True:
+            state = one.info(MARKETAPP, app_id).int("STATE", 0)
+            if state in (1, 4):
+                break
+            if state == 3:
+                raise MarketImportError(f"App {app_id} is in state ERROR")
+            if time.monotonic() >= deadline:
+                raise MarketImportError(
+                    f"App {app_id} not READY after {timeout:g} s "
+                    f"(it is {APP_STATE_NAMES.get(state, state)})"
+                )
+            time.sleep(interval)
+
+
+def import_vm(
+    one: OneApi,
+    vm_id: int,
+    market_id: int,
+    *,
+    import_all: bool | Callable[[], bool] = True,
+    name: str | None = None,
+    timeout: float = VM_WAIT_SECONDS,
+    interval: float = 1.0,
+) -> Imported:
+    """Publish VM ``vm_id`` in private market ``market_id`` (§6.3, fixed): save it as a VM
+    template (powering it off first when it runs, for at most ``timeout`` seconds, and
+    resuming it afterwards), import that template as ``vm-template import`` does, then delete
+    the saved template and images (also on failure, and the apps with them).  ``name`` names
+    the VMTEMPLATE app.  Without images (``import_all`` false) no disk is saved, so a running
+    VM is left running.  Raises ``MarketImportError`` naming what failed and any cleanup
+    step that failed too."""
+    from onetools.one.api import LCM_RUNNING, VM, VM_ACTIVE, VM_POWEROFF, VM_STATE_NAMES
+
+    check_market(one, market_id)
+    vm = one.info(VM, vm_id)
+    if not vm.text("TEMPLATE/TEMPLATE_ID").strip().isdigit():
+        raise UsageError(f"VM {vm_id} ({vm.name}) has no associated template (TEMPLATE_ID)")
+    state = vm.int("STATE")
+    running = state == VM_ACTIVE and vm.int("LCM_STATE") == LCM_RUNNING
+    if state != VM_POWEROFF and not running:
+        state_name = VM_STATE_NAMES.get(state, str(state))
+        raise UsageError(
+            f"VM {vm_id} ({vm.name}) is {state_name}: only a RUNNING or POWEROFF VM can be imported"
+        )
+    images = _decide(import_all)
+    saved = _SavedVm(one, vm_id)
+    importer = _Importer(one, market_id)
+
+    def work() -> Imported:
+        current = vm
+        if images and running:
+            try:
+                one.vm_action(vm_id, "poweroff")
+                saved.powered_off = True
+                current = one.wait_vm_state(vm_id, [VM_POWEROFF], timeout, interval)
+            except OnetoolsError as exc:
+                raise _PartFailed(f"poweroff of VM {vm_id}", exc) from exc
+        try:
+            template_id = save_vm_as_template(one, current, saved, images, timeout, interval)
+        except OnetoolsError as exc:
+            raise _PartFailed(f"saving VM {vm_id} as a VM template", exc) from exc
+        result = importer.vm_template(template_id, images, name)
+        try:
+            _wait_apps_ready(one, result.image_apps, timeout, interval)
+        except OnetoolsError as exc:
+            raise _PartFailed("image apps", exc) from exc
+        return result
+
+    what = f"VM {vm_id} ({vm.name})"
+    try:
+        result = importer.run(what, work)
+    except MarketImportError as exc:
+        left = saved.cleanup()
+        if not left:
+            raise
+        raise MarketImportError(f"{exc}; cleanup incomplete: {'; '.join(left)}") from exc
+    except BaseException:
+        saved.cleanup()
+        raise
+    left = saved.cleanup()
+    if left:
+        created = ", ".join(str(oid) for oid in result.ids)
+        raise MarketImportError(
+            f"Import of {what} created apps {created}, but the cleanup is incomplete: "
+            + "; ".join(left)
+        )
+    return result
