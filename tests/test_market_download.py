@@ -11,7 +11,7 @@ import pytest
 
 from http_files import FileServer
 from onetools.errors import OnetoolsError
-from onetools.market.download import DownloadError, download, part_path
+from onetools.market.download import CHUNK, DownloadError, download, part_path
 
 pytest_plugins = ["http_files"]  # the file_server fixture
 
@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from http_files import FileServer
 
-DATA = os.urandom(3 * 1024 * 1024 + 123)  # more than one CHUNK, not a multiple of it
+DATA = os.urandom(2 * CHUNK + 123)  # more than one CHUNK, not a multiple of it
 MD5 = hashlib.md5(DATA).hexdigest()
 SHA256 = hashlib.sha256(DATA).hexdigest()
 
@@ -172,3 +172,14 @@ def test_docker_dispatch(tmp_path: Path) -> None:
     with pytest.raises(OnetoolsError, match=r"cannot reach|not supported"):
         download(f"docker://127.0.0.1:{port}/alpine?size=64", destination)
     assert _nothing_at(destination) and not part_path(destination).exists()
+
+
+def test_hash_threads_end_with_the_download(file_server: FileServer, tmp_path: Path) -> None:
+    import threading
+
+    url = file_server.add("/img", DATA)
+    file_server.cut("/img", times=1)
+    with pytest.raises(DownloadError):
+        download(url, tmp_path / "cut", md5=MD5, resume=False)
+    download(url, tmp_path / "ok", md5=MD5, sha256=SHA256)
+    assert [t for t in threading.enumerate() if t.name == "download-hash"] == []
