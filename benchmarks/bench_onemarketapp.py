@@ -1,8 +1,8 @@
 """Speed of app downloads, catalog refreshes and exports; prints figures, asserts nothing.
 
 Usage: python benchmarks/bench_onemarketapp.py [--size-mib N] [--apps N] [--disk-mib N]
-                                               [--runs N] [--skip-download] [--skip-refresh]
-                                               [--skip-export]
+                                               [--pace-mib N] [--runs N] [--skip-download]
+                                               [--skip-refresh] [--skip-export]
 
 Every input is generated in a temporary directory (removed afterwards) and served from
 loopback by a small HTTP server of this script run as its own process (``--serve``): it
@@ -15,14 +15,17 @@ answers GET with ``os.sendfile`` from its directory, so it is not the bottleneck
   (so start-up, MD5 + SHA-256 while it streams, the fsync and the rename are in it),
   ``curl -s -o /dev/null URL`` and ``curl -s -o FILE URL`` on the same file from the same
   server.  Printed: seconds and MB/s (MiB/s) of each, the best of ``--runs`` (default 3), and
-  the ratio ours / curl to /dev/null (target at least 0.9).
+  the ratio ours / curl to /dev/null (target at least 0.9), and what one ``hashlib`` MD5 and
+  SHA-256 manage on one core here (MD5 cannot be split over cores: its rate bounds ours).
 * Refresh: a ``one``-format catalog (``GET <endpoint>/appliance``) of ``--apps`` (default
   2,000) appliances; the store's "OpenNebula Public" market points at it.  Timed:
   ``onemarket refresh 0`` as a fresh process, three times: all new; nothing changed; a tenth
   changed (new version) and a twentieth removed.  Printed: seconds and catalog apps/s.
 * Export: a VMTEMPLATE app with four disks, each an IMAGE app of a ``--disk-mib`` (default 64)
   file, exported in this process by ``onetools.market.export.export`` with its default
-  ``parallel`` and with ``parallel=1``.  Printed: wall seconds of each (best of ``--runs``).
+  ``parallel`` and with ``parallel=1``, from the server at full loopback speed and from the
+  server pacing each connection at ``--pace-mib`` (default 50) MiB/s, as a distant server
+  does.  Printed: wall seconds of each (best of ``--runs``) and the speed-up.
 """
 
 from __future__ import annotations
@@ -60,7 +63,10 @@ def serve(root: Path) -> None:
             pass
 
         def do_GET(self) -> None:
-            name = self.path.split("?", 1)[0].lstrip("/")
+            name, _, query = self.path.partition("?")
+            name = name.lstrip("/")
+            # ?rate=N: at most N MiB/s on this connection (a distant server's pace)
+            rate = float(query[5:]) * MIB if query.startswith("rate=") else 0.0
             path = root / name
             if "/" in name or not path.is_file():
                 self.send_response(404)
@@ -75,13 +81,15 @@ def serve(root: Path) -> None:
                 self.end_headers()
                 self.wfile.flush()
                 offset = 0
+                start = time.perf_counter()
                 while offset < size:
-                    sent = os.sendfile(
-                        self.connection.fileno(), handle.fileno(), offset, size - offset
-                    )
+                    piece = min(size - offset, MIB) if rate else size - offset
+                    sent = os.sendfile(self.connection.fileno(), handle.fileno(), offset, piece)
                     if sent == 0:
                         break
                     offset += sent
+                    if rate:
+                        time.sleep(max(0.0, start + offset / rate - time.perf_counter()))
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
@@ -172,6 +180,19 @@ def image_app(store: LocalOne, market: int, work: Path, name: str, source: str, 
     return app_id
 
 
+def hash_rate(name: str) -> float:
+    """MiB/s of one ``hashlib`` digest over 256 MiB in this process (best of 3)."""
+    block = os.urandom(4 * MIB)
+    best = float("inf")
+    for _ in range(3):
+        digest = hashlib.new(name)
+        start = time.perf_counter()
+        for _ in range(64):
+            digest.update(block)
+        best = min(best, time.perf_counter() - start)
+    return 256 / best
+
+
 def rate(size: int, seconds: float) -> str:
     return f"{seconds:6.2f} s  {size / MIB / seconds:7.0f} MiB/s"
 
@@ -206,6 +227,8 @@ def bench_download(work: Path, server: Server, size_mib: int, runs: int) -> None
     print(f"  {'curl -s -o FILE URL':<36} {rate(size, min(curl_file))}")
     print(f"  {'onemarketapp download APP PATH':<36} {rate(size, min(ours))}")
     print(f"  ratio ours / curl to /dev/null: {min(curl_null) / min(ours):.2f} (target >= 0.90)")
+    for name in ("md5", "sha256"):
+        print(f"  (hashlib {name} alone, one core: {hash_rate(name):.0f} MiB/s)")
     print(f"  (onemarketapp --help alone: {startup:.2f} s of start-up)")
     source.unlink()
 
@@ -263,39 +286,45 @@ def bench_refresh(work: Path, server: Server, count: int) -> None:
 
 
 # -- c. export ----------------------------------------------------------------------------------
-def bench_export(work: Path, server: Server, disk_mib: int, runs: int) -> None:
+def bench_export(work: Path, server: Server, disk_mib: int, runs: int, paces: list[float]) -> None:
     from onetools.market import apps
     from onetools.market.export import DEFAULT_PARALLEL, export
     from onetools.one.local import LocalOne
 
     print(f"export of a VMTEMPLATE app with 4 disks of {disk_mib} MiB (best of {runs})")
     home = work / "export-home"
+    size = 4 * disk_mib * MIB
+    md5s = [random_file(server.root / f"disk{i}.raw", disk_mib * MIB) for i in range(4)]
     with LocalOne(home) as store:
         market = store.allocate_market(PRIVATE_MARKET)
-        disks = []
-        for index in range(4):
-            md5 = random_file(server.root / f"disk{index}.raw", disk_mib * MIB)
-            image_app(store, market, work, f"disk{index}", server.url(f"disk{index}.raw"), md5)
-            disks.append(f'DISK = [ NAME = "D{index}", APP = "disk{index}" ]')
-        template = apps.encode64('CPU = "1"\nMEMORY = "512"')
-        app_id = apps.create(
-            store,
-            market,
-            f'NAME = "quad"\nTYPE = "VMTEMPLATE"\nAPPTEMPLATE64 = "{template}"\n'
-            + "\n".join(disks),
-        )
-        walls: dict[int, list[float]] = {DEFAULT_PARALLEL: [], 1: []}
-        for run in range(runs):
-            for parallel in walls:
-                start = time.perf_counter()
-                export(store, app_id, f"site-{parallel}-{run}", 1, parallel=parallel)
-                walls[parallel].append(time.perf_counter() - start)
-        shutil.rmtree(home / "datastores")
-    size = 4 * disk_mib * MIB
-    for parallel, values in walls.items():
-        label = f"export, parallel={parallel}"
-        print(f"  {label:<36} {rate(size, min(values))}")
-    print(f"  speed-up: {min(walls[1]) / min(walls[DEFAULT_PARALLEL]):.2f}x")
+        for pace in paces:
+            # one set of apps per server pace (0: as fast as loopback goes)
+            query = f"?rate={pace:g}" if pace else ""
+            disks = []
+            for index, md5 in enumerate(md5s):
+                name = f"disk{index}-{pace:g}"
+                image_app(store, market, work, name, server.url(f"disk{index}.raw{query}"), md5)
+                disks.append(f'DISK = [ NAME = "D{index}", APP = "{name}" ]')
+            template = apps.encode64('CPU = "1"\nMEMORY = "512"')
+            app_id = apps.create(
+                store,
+                market,
+                f'NAME = "quad-{pace:g}"\nTYPE = "VMTEMPLATE"\nAPPTEMPLATE64 = "{template}"\n'
+                + "\n".join(disks),
+            )
+            walls: dict[int, list[float]] = {DEFAULT_PARALLEL: [], 1: []}
+            for run in range(runs):
+                for parallel in walls:
+                    start = time.perf_counter()
+                    export(store, app_id, f"site-{pace:g}-{parallel}-{run}", 1, parallel=parallel)
+                    walls[parallel].append(time.perf_counter() - start)
+                shutil.rmtree(home / "datastores")
+            where = f"server at {pace:g} MiB/s per connection" if pace else "loopback at full speed"
+            for parallel, values in walls.items():
+                label = f"{where}, parallel={parallel}"
+                print(f"  {label:<50} {rate(size, min(values))}")
+            speed_up = min(walls[1]) / min(walls[DEFAULT_PARALLEL])
+            print(f"  {'':<50} speed-up {speed_up:.2f}x")
 
 
 def main() -> int:
@@ -303,6 +332,13 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=1024, help="download size (1024)")
     parser.add_argument("--apps", type=int, default=2000, help="catalog apps (2000)")
     parser.add_argument("--disk-mib", type=int, default=64, help="export: each disk (64)")
+    parser.add_argument(
+        "--pace-mib",
+        type=float,
+        default=50.0,
+        help="export: also with the server sending at most this many MiB/s per connection, "
+        "as a distant server would (50; 0: only full speed)",
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs, best kept (3)")
     parser.add_argument("--skip-download", action="store_true")
     parser.add_argument("--skip-refresh", action="store_true")
@@ -324,7 +360,8 @@ def main() -> int:
             if not options.skip_refresh:
                 bench_refresh(work, server, options.apps)
             if not options.skip_export:
-                bench_export(work, server, options.disk_mib, options.runs)
+                paces = [0.0] + ([options.pace_mib] if options.pace_mib > 0 else [])
+                bench_export(work, server, options.disk_mib, options.runs, paces)
         finally:
             server.stop()
     return 0
