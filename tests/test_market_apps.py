@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -420,3 +421,23 @@ def test_failed_parallel_download_leaves_nothing(
     assert [i.id for i in one_api.pool(IMAGE)] == images_before
     assert one_api.pool(TEMPLATE) == []
     assert list((store_home(one_api, tmp_path) / "datastores" / "1").iterdir()) == []
+
+
+def test_interrupted_parallel_download_leaves_nothing(
+    one_api: OneApi, market: int, tmp_path: Path, file_server: FileServer
+) -> None:
+    # Ctrl-C while the disks download: the other downloads are stopped, nothing stays.
+    if one_api.backend_name != "embedded":
+        pytest.skip("on a front-end oned's datastore drivers fetch the files")
+    app, _ = four_disk_app(one_api, market, tmp_path, file_server)
+    images_before = [i.id for i in one_api.pool(IMAGE)]
+
+    def interrupted(done: int, total: int | None) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export(one_api, app, "site", 1, progress=interrupted)
+    assert [i.id for i in one_api.pool(IMAGE)] == images_before
+    assert one_api.pool(TEMPLATE) == []
+    assert list((store_home(one_api, tmp_path) / "datastores" / "1").iterdir()) == []
+    assert [t for t in threading.enumerate() if t.name.startswith("export-download")] == []
