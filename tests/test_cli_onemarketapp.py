@@ -121,7 +121,9 @@ def test_ranged_commands(cloud: Cloud) -> None:
 
 def test_export_and_download(cloud: Cloud, file_server: FileServer, tmp_path: Path) -> None:
     publish(cloud.home, cloud.app, file_server.add("/tty", DATA), MD5)
-    result = cloud.run("export", str(cloud.app), "tty", "-d", "default")
+    refused = cloud.run("export", str(cloud.app), "tty", "-d", "default", "--parallel", "0")
+    assert refused.code == 255 and "'0' is not a whole number of 1 or more" in refused.err
+    result = cloud.run("export", str(cloud.app), "tty", "-d", "default", "--parallel", "2")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0] == "IMAGE" and lines[1].startswith("    ID: ")

@@ -442,6 +442,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 vmname=args.vmname,
                 base_template=base,
                 progress=bar,
+                parallel=args.parallel,
             )
         finally:
             bar.end()
@@ -579,6 +580,12 @@ def cmd_vm_import(args: argparse.Namespace) -> int:
         )
     _print_imported(result.ids)
     return EXIT_OK
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of 1 or more")
+    return int(text)
 
 
 def _seconds(text: str) -> float:
@@ -736,6 +743,13 @@ def build_parser(selected: str | None = None) -> ToolParser:
         dest="base_template",
         metavar="ID|NAME",
         help="build the VM template from a copy of this one (-1: none)",
+    )
+    export.add_argument(
+        "--parallel",
+        type=_count,
+        default=4,
+        metavar="N",
+        help="disk files downloaded at once (embedded store) or fetched at once (default 4)",
     )
 
     download = command("download", cmd_download, "download an app's file", DOWNLOAD_HELP)
