@@ -157,6 +157,33 @@ def test_export_failure_exit_code(cloud: Cloud, file_server: FileServer) -> None
         store.close()
 
 
+def test_download_and_export_verify_the_catalog_sha256(
+    cloud: Cloud, file_server: FileServer, tmp_path: Path
+) -> None:
+    """A SHA-256 the catalog gave (TEMPLATE/SHA256, as the monitor keeps it) is checked by
+    download and export along with the MD5: a wrong one fails both and leaves nothing."""
+    publish(cloud.home, cloud.app, file_server.add("/tty", DATA), MD5)
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text(f'SHA256 = "{"0" * 64}"\n')
+    assert cloud.run("update", str(cloud.app), str(wrong), "--append").code == 0
+    target = tmp_path / "tty.img"
+    failed = cloud.run("download", str(cloud.app), str(target))
+    assert failed.code == 255 and "SHA-256 mismatch" in failed.err, failed.err
+    assert not target.exists() and list(tmp_path.glob("tty.img*")) == []
+    exported = cloud.run("export", str(cloud.app), "tty", "-d", "1")
+    assert exported.code == 255 and "SHA-256 mismatch" in exported.err
+    right = tmp_path / "right.txt"
+    right.write_text(f'SHA256 = "{hashlib.sha256(DATA).hexdigest()}"\n')
+    assert cloud.run("update", str(cloud.app), str(right), "--append").code == 0
+    assert cloud.run("download", str(cloud.app), str(target)).code == 0
+    assert target.read_bytes() == DATA
+    store = LocalOne(cloud.home)
+    try:
+        assert [i.name for i in store.pool(IMAGE)] == ["base"]  # the failed export left none
+    finally:
+        store.close()
+
+
 def test_download_progress_bar_on_a_terminal(
     cloud: Cloud, file_server: FileServer, tmp_path: Path
 ) -> None:

@@ -38,7 +38,7 @@ def appliance(oid: str, name: str, **extra: object) -> dict[str, object]:
         "name": name,
         "version": "1.0",
         "short_description": f"{name} app",
-        "files": [{"size": 3 * 1024 * 1024 + 1, "md5": "a" * 32, "type": "OS"}],
+        "files": [{"size": 3 * 1024 * 1024 + 1, "md5": "a" * 32, "sha256": "b" * 64, "type": "OS"}],
         "opennebula_template": json.dumps({"CPU": 1, "MEMORY": "512"}),
     }
     entry.update(extra)
@@ -270,6 +270,7 @@ def test_refresh_adds_updates_removes(store: LocalOne, catalog_server: CatalogSe
     alpine = store.info(MARKETAPP, first["Alpine"])
     assert alpine.text("MD5") == "a" * 32 and alpine.int("SIZE") == 4
     assert alpine.text("TEMPLATE/ONETOOLS_ORIGIN") == "a"
+    assert alpine.text("TEMPLATE/SHA256") == "b" * 64  # what download and export verify
     assert alpine.int("STATE") == 1 and alpine.permissions is not None
     assert alpine.permissions.octet() == "644"
     market = store.info(MARKET, 0)

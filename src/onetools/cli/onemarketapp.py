@@ -466,12 +466,14 @@ def cmd_download(args: argparse.Namespace) -> int:
             s3_market = s3.market_of_app(one, app) or s3.market_for(source, one)
     if not source:
         raise UsageError(f"App {app.id} ({app.name}) has no SOURCE to download")
+    md5, sha256 = apps.checksums(app)
     bar = _Bar()
     try:
         download(
             source,
             args.path,
-            md5=app.text("MD5") or None,
+            md5=md5,
+            sha256=sha256,
             progress=bar,
             force=args.force,
             s3_market=s3_market,

@@ -66,6 +66,14 @@ def show(one: OneApi, app_id: int) -> OneObject:
     return one.info(MARKETAPP, app_id)
 
 
+def checksums(app: OneObject) -> tuple[str | None, str | None]:
+    """``(md5, sha256)`` to verify a download of the app's file: MD5 as OpenNebula records it,
+    SHA-256 as the catalog gave it (``TEMPLATE/SHA256``, kept by the monitor); None: absent."""
+    md5 = app.text("MD5") or app.text("TEMPLATE/MD5")
+    sha256 = app.text("TEMPLATE/SHA256") or app.text("SHA256")
+    return md5 or None, sha256 or None
+
+
 def decode64(text: str) -> str:
     """A ``*TEMPLATE64`` attribute decoded ("" when empty); bad base64 is an error that says so."""
     if not text.strip():

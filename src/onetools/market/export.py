@@ -340,6 +340,7 @@ class _Export:
         import secrets
         from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
+        from onetools.market.apps import checksums
         from onetools.market.download import download
 
         if not pending:
@@ -359,10 +360,12 @@ class _Export:
             if cancel.is_set():
                 raise _Cancelled
             assert item.target is not None
+            md5, sha256 = checksums(item.app)
             return download(
                 item.app.text("SOURCE"),
                 item.target,
-                md5=item.app.text("MD5") or None,
+                md5=md5,
+                sha256=sha256,
                 progress=aggregate.reporter(slot),
                 resume=False,
             )
