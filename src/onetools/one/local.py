@@ -27,6 +27,13 @@ and format read from a local ``PATH`` when there is one; a new virtual network i
 is not checked (``no_check_capacity`` has nothing to skip), and an app whose origin is missing
 or whose type is unknown is refused instead of being left in ERROR.
 
+Virtual machines are records only: no scheduler and no hypervisor run, so ``allocate_vm``
+leaves a VM PENDING (or HOLD) and ``place_vm`` (embedded only, not on ``OneApi``) does what
+the scheduler and the deploy would have done: history record, host share, disk files copied
+to ``<home>/datastores/<system ds>/<vm>/disk.<id>``, RUNNING.  ``vm_action`` poweroff/resume
+switch the state at once; ``vm_disksaveas`` copies a POWEROFF VM's disk file into a new READY
+image.  See docs/one.md.
+
 Other choices, where xmlrpc.md leaves room:
 
 * ``host_status``: ENABLED → STATE 0 (INIT, what oned sets before monitoring moves it to 2),
