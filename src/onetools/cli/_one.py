@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any
 
-    from onetools.one.api import OneApi
+    from onetools.one.api import OneApi, Permissions
     from onetools.one.xml import OneObject
 
 
@@ -480,3 +480,27 @@ def resolve_id(text: str, load: Callable[[], Sequence[OneObject]], label: str) -
     if not value:
         raise UsageError(f"Empty {label} name")
     return id_by_name(value, load(), label)
+
+
+def user_id(one: OneApi, text: str) -> int:
+    """The user of a ``chown USER`` argument (ID or name)."""
+    from onetools.one.api import USER
+
+    return resolve_id(text, lambda: one.pool(USER), "user")
+
+
+def group_id(one: OneApi, text: str) -> int:
+    """The group of a ``chgrp GROUP`` / ``chown USER GROUP`` argument (ID or name)."""
+    from onetools.one.api import GROUP
+
+    return resolve_id(text, lambda: one.pool(GROUP), "group")
+
+
+def permissions_of(octet: str) -> Permissions:
+    """The permissions of a ``chmod OCTET`` argument (``640``); a bad octet is a usage error."""
+    from onetools.one.api import Permissions
+
+    try:
+        return Permissions.from_octet(octet)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

@@ -21,16 +21,19 @@ from onetools.cli._one import (
     emit_object,
     emit_pool,
     format_parent,
+    group_id,
     log_line,
     open_one,
+    permissions_of,
     read_text_file,
     render_table,
     resolve_id,
     resolve_ids,
     table_parent,
+    user_id,
 )
 from onetools.cli._options import ToolParser, add_command, make_parser, run
-from onetools.errors import EXIT_FATAL, EXIT_OK, UsageError
+from onetools.errors import EXIT_FATAL, EXIT_OK
 
 TYPE_CHECKING = False  # typing costs ~20 ms of start-up: annotations only
 if TYPE_CHECKING:
@@ -297,24 +300,12 @@ def cmd_rename(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _user_id(one: OneApi, text: str) -> int:
-    from onetools.one.api import USER
-
-    return resolve_id(text, lambda: one.pool(USER), "user")
-
-
-def _group_id(one: OneApi, text: str) -> int:
-    from onetools.one.api import GROUP
-
-    return resolve_id(text, lambda: one.pool(GROUP), "group")
-
-
 def cmd_chgrp(args: argparse.Namespace) -> int:
     from onetools.market.markets import chown_markets
 
     with open_one(args) as one:
         ids = _market_ids(one, args.range)
-        failures = chown_markets(one, ids, -1, _group_id(one, args.group))
+        failures = chown_markets(one, ids, -1, group_id(one, args.group))
         return _report(ids, failures, "Changing group", _verbose(args))
 
 
@@ -323,19 +314,15 @@ def cmd_chown(args: argparse.Namespace) -> int:
 
     with open_one(args) as one:
         ids = _market_ids(one, args.range)
-        uid = _user_id(one, args.user)
-        gid = _group_id(one, args.group) if args.group is not None else -1
+        uid = user_id(one, args.user)
+        gid = group_id(one, args.group) if args.group is not None else -1
         return _report(ids, chown_markets(one, ids, uid, gid), "Changing owner", _verbose(args))
 
 
 def cmd_chmod(args: argparse.Namespace) -> int:
     from onetools.market.markets import chmod_markets
-    from onetools.one.api import Permissions
 
-    try:
-        permissions = Permissions.from_octet(args.octet)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    permissions = permissions_of(args.octet)
     with open_one(args) as one:
         ids = _market_ids(one, args.range)
         failures = chmod_markets(one, ids, permissions)

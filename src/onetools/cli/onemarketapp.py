@@ -20,13 +20,16 @@ from onetools.cli._one import (
     emit_object,
     emit_pool,
     format_parent,
+    group_id,
     log_line,
     open_one,
+    permissions_of,
     read_text_file,
     render_table,
     resolve_id,
     resolve_ids,
     table_parent,
+    user_id,
 )
 from onetools.cli._options import ToolParser, add_command, make_parser, run
 from onetools.errors import EXIT_FATAL, EXIT_OK, OnetoolsError, UsageError
@@ -161,18 +164,6 @@ def _datastore_id(one: OneApi, text: str) -> int:
     return resolve_id(text, lambda: one.pool(DATASTORE), "datastore")
 
 
-def _user_id(one: OneApi, text: str) -> int:
-    from onetools.one.api import USER
-
-    return resolve_id(text, lambda: one.pool(USER), "user")
-
-
-def _group_id(one: OneApi, text: str) -> int:
-    from onetools.one.api import GROUP
-
-    return resolve_id(text, lambda: one.pool(GROUP), "group")
-
-
 def _filter_flag(one: OneApi, text: str | None) -> int:
     """``a|all`` -2, ``m|mine`` -3, ``g|group`` -1, ``G|primary`` -4, a uid or a user name."""
     flags = {"a": -2, "all": -2, "m": -3, "mine": -3, "g": -1, "group": -1, "G": -4}
@@ -180,7 +171,7 @@ def _filter_flag(one: OneApi, text: str | None) -> int:
         return -2
     if text in flags or text.lower() in ("primary", "primary group"):
         return flags.get(text, -4)
-    return _user_id(one, text)
+    return user_id(one, text)
 
 
 class _Bar:
@@ -367,7 +358,7 @@ def cmd_chgrp(args: argparse.Namespace) -> int:
     from onetools.market import apps
 
     with open_one(args) as one:
-        gid = _group_id(one, args.group)
+        gid = group_id(one, args.group)
     return _each(args, "chgrp", lambda one, oid: apps.chown(one, oid, -1, gid))
 
 
@@ -375,19 +366,15 @@ def cmd_chown(args: argparse.Namespace) -> int:
     from onetools.market import apps
 
     with open_one(args) as one:
-        uid = _user_id(one, args.user)
-        gid = _group_id(one, args.group) if args.group is not None else -1
+        uid = user_id(one, args.user)
+        gid = group_id(one, args.group) if args.group is not None else -1
     return _each(args, "chown", lambda one, oid: apps.chown(one, oid, uid, gid))
 
 
 def cmd_chmod(args: argparse.Namespace) -> int:
     from onetools.market import apps
-    from onetools.one.api import Permissions
 
-    try:
-        permissions = Permissions.from_octet(args.octet)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    permissions = permissions_of(args.octet)
     return _each(args, "chmod", lambda one, oid: apps.chmod(one, oid, permissions))
 
 

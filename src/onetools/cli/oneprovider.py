@@ -20,16 +20,19 @@ from onetools.cli._one import (
     emit_object,
     emit_pool,
     format_parent,
+    group_id,
     log_line,
     open_one,
+    permissions_of,
     read_text_file,
     render_table,
     resolve_id,
     resolve_ids,
     table_parent,
+    user_id,
 )
 from onetools.cli._options import ToolParser, add_command, make_parser, run
-from onetools.errors import EXIT_FATAL, EXIT_OK, UsageError
+from onetools.errors import EXIT_FATAL, EXIT_OK
 
 TYPE_CHECKING = False  # typing costs ~20 ms of start-up: annotations only
 if TYPE_CHECKING:
@@ -216,24 +219,12 @@ def cmd_update(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _user_id(one: OneApi, text: str) -> int:
-    from onetools.one.api import USER
-
-    return resolve_id(text, lambda: one.pool(USER), "user")
-
-
-def _group_id(one: OneApi, text: str) -> int:
-    from onetools.one.api import GROUP
-
-    return resolve_id(text, lambda: one.pool(GROUP), "group")
-
-
 def cmd_chgrp(args: argparse.Namespace) -> int:
     from onetools.provision.provider import chgrp_providers
 
     with open_one(args) as one:
         ids = _provider_ids(one, args.range)
-        return _report(ids, chgrp_providers(one, ids, _group_id(one, args.group)))
+        return _report(ids, chgrp_providers(one, ids, group_id(one, args.group)))
 
 
 def cmd_chown(args: argparse.Namespace) -> int:
@@ -241,19 +232,15 @@ def cmd_chown(args: argparse.Namespace) -> int:
 
     with open_one(args) as one:
         ids = _provider_ids(one, args.range)
-        uid = _user_id(one, args.user)
-        gid = _group_id(one, args.group) if args.group is not None else -1
+        uid = user_id(one, args.user)
+        gid = group_id(one, args.group) if args.group is not None else -1
         return _report(ids, chown_providers(one, ids, uid, gid))
 
 
 def cmd_chmod(args: argparse.Namespace) -> int:
-    from onetools.one.api import Permissions
     from onetools.provision.provider import chmod_providers
 
-    try:
-        permissions = Permissions.from_octet(args.octet)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    permissions = permissions_of(args.octet)
     with open_one(args) as one:
         ids = _provider_ids(one, args.range)
         return _report(ids, chmod_providers(one, ids, permissions))
