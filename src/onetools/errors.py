@@ -8,6 +8,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing costs ~20 ms of start-up: annotations only
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 # Exit codes shared by every tool (the originals use ``exit(-1)``, which the shell sees as 255).
@@ -101,3 +102,15 @@ class PatchUnexpectedData(PatchError):
 class PatchValueNotFound(PatchError):
     def __init__(self, value: Any, op: Any = None) -> None:
         super().__init__(f"Value '{value}' not found", op)
+
+
+def failures_of(ids: Iterable[int], action: Callable[[int], object]) -> dict[int, OnetoolsError]:
+    """Run ``action`` on every ID, going on after a failure (what a ranged command such as
+    ``onemarket chmod 1..5`` needs); the failures by ID, the other IDs done."""
+    failures: dict[int, OnetoolsError] = {}
+    for oid in ids:
+        try:
+            action(oid)
+        except OnetoolsError as exc:
+            failures[oid] = exc
+    return failures

@@ -18,11 +18,11 @@ the originals' ``perform_actions``.
 
 from __future__ import annotations
 
-from onetools.errors import OnetoolsError
+from onetools.errors import OnetoolsError, failures_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from onetools.one.api import OneApi, Permissions
     from onetools.one.xml import OneObject
@@ -121,16 +121,6 @@ def update_market(one: OneApi, oid: int, text: str, append: bool = False) -> int
     return one.update(MARKET, oid, text, merge=append)
 
 
-def _each(ids: Sequence[int], action: Callable[[int], object]) -> dict[int, OnetoolsError]:
-    failures: dict[int, OnetoolsError] = {}
-    for oid in ids:
-        try:
-            action(oid)
-        except OnetoolsError as exc:
-            failures[oid] = exc
-    return failures
-
-
 def delete_markets(one: OneApi, ids: Sequence[int]) -> dict[int, OnetoolsError]:
     """Delete markets; a private market with apps is refused (oned's message)."""
     from onetools.one.api import MARKET
@@ -143,7 +133,7 @@ def delete_markets(one: OneApi, ids: Sequence[int]) -> dict[int, OnetoolsError]:
             )
         one.delete(MARKET, oid)
 
-    return _each(ids, delete)
+    return failures_of(ids, delete)
 
 
 def rename_market(one: OneApi, oid: int, name: str) -> int:
@@ -157,7 +147,7 @@ def chown_markets(
 ) -> dict[int, OnetoolsError]:
     from onetools.one.api import MARKET
 
-    return _each(ids, lambda oid: one.chown(MARKET, oid, uid, gid))
+    return failures_of(ids, lambda oid: one.chown(MARKET, oid, uid, gid))
 
 
 def chmod_markets(
@@ -165,11 +155,11 @@ def chmod_markets(
 ) -> dict[int, OnetoolsError]:
     from onetools.one.api import MARKET
 
-    return _each(ids, lambda oid: one.chmod(MARKET, oid, permissions))
+    return failures_of(ids, lambda oid: one.chmod(MARKET, oid, permissions))
 
 
 def enable_markets(one: OneApi, ids: Sequence[int], enable: bool) -> dict[int, OnetoolsError]:
     """Enable or disable markets (6.2+; disabling drops the market's app records)."""
     from onetools.one.api import MARKET
 
-    return _each(ids, lambda oid: one.enable(MARKET, oid, enable))
+    return failures_of(ids, lambda oid: one.enable(MARKET, oid, enable))

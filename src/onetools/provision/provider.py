@@ -28,12 +28,12 @@ from __future__ import annotations
 import json
 import time
 
-from onetools.errors import FileParseError, OnetoolsError
+from onetools.errors import FileParseError, OnetoolsError, failures_of
 from onetools.one.api import DOC_PROVIDER, DOC_PROVISION, DOCUMENT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable, Mapping
     from typing import Any
 
     from onetools.one.api import OneApi, Permissions
@@ -587,20 +587,9 @@ def delete_provider(one: OneApi, oid: int) -> None:
         one.delete(DOCUMENT, oid)
 
 
-def _each(ids: Iterable[int], action: Callable[[int], object]) -> dict[int, OnetoolsError]:
-    """Run ``action`` on every ID, going on after failures; the failures by ID."""
-    failures: dict[int, OnetoolsError] = {}
-    for oid in ids:
-        try:
-            action(oid)
-        except OnetoolsError as exc:
-            failures[oid] = exc
-    return failures
-
-
 def delete_providers(one: OneApi, ids: Iterable[int]) -> dict[int, OnetoolsError]:
     """``delete_provider`` on each ID; the failures by ID (the others are deleted)."""
-    return _each(ids, lambda oid: delete_provider(one, oid))
+    return failures_of(ids, lambda oid: delete_provider(one, oid))
 
 
 def chown_provider(one: OneApi, oid: int, uid: int = -1, gid: int = -1) -> None:
@@ -615,7 +604,7 @@ def chown_providers(
     one: OneApi, ids: Iterable[int], uid: int = -1, gid: int = -1
 ) -> dict[int, OnetoolsError]:
     """``chown_provider`` on each ID; the failures by ID."""
-    return _each(ids, lambda oid: chown_provider(one, oid, uid, gid))
+    return failures_of(ids, lambda oid: chown_provider(one, oid, uid, gid))
 
 
 def chgrp_providers(one: OneApi, ids: Iterable[int], gid: int) -> dict[int, OnetoolsError]:
@@ -635,4 +624,4 @@ def chmod_providers(
     one: OneApi, ids: Iterable[int], permissions: Permissions
 ) -> dict[int, OnetoolsError]:
     """``chmod_provider`` on each ID; the failures by ID."""
-    return _each(ids, lambda oid: chmod_provider(one, oid, permissions))
+    return failures_of(ids, lambda oid: chmod_provider(one, oid, permissions))
