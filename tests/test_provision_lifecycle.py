@@ -222,6 +222,24 @@ def test_skip_leaves_the_object_out(one_api: OneApi, tmp_path: Path) -> None:
     assert ui.errors("Failed to create image bad") == ["Failed to create image bad"]
 
 
+def test_meta_owner_by_name(one_api: OneApi, tmp_path: Path) -> None:
+    """``meta`` uname/gname are looked up by name (§2.10); an unknown one fails that object."""
+    group = one_api.allocate_group("edge-admins")
+    text = ONPREM.replace(
+        "type: datablock, size: 16}",
+        "type: datablock, size: 16, meta: {uname: oneadmin, gname: edge-admins}}",
+    ).replace("    cpu: 1\n", "    cpu: 1\n    meta: {uname: nobody}\n")
+    ui = ScriptedUi()
+    provision = create(one_api, plan_of(tmp_path, text), ui, batch("skip"))
+    (image,) = provision.ids("resource", "images")
+    assert one_api.info(api.IMAGE, image).int("GID") == group
+    assert any("User nobody not found" in line for _, line in ui.lines), ui.lines
+    # allocated before its owner failed: still recorded, so delete removes it
+    assert len(provision.ids("resource", "templates")) == 1
+    lifecycle.delete(one_api, provision.id, lifecycle.DeleteOptions(), ui, batch())
+    assert provision_leftovers(one_api) == {}
+
+
 def test_quit_then_resume_creates_nothing_twice(one_api: OneApi, tmp_path: Path) -> None:
     ui = ScriptedUi()
     with pytest.raises(StepFailed, match="Failed to create image bad"):

@@ -738,24 +738,23 @@ class _Run:
             self.one.chmod(kind, oid, Permissions.from_octet(meta.mode))
 
     def _user_id(self, name: str | None) -> int | None:
-        if name is None:
-            return None
         from onetools.one.api import USER
 
-        for user in self.one.pool(USER):
-            if user.name == name:
-                return user.id
-        raise ProvisionError(f"User {name} not found")
+        return self._id_by_name(USER, "User", name)
 
     def _group_id(self, name: str | None) -> int | None:
-        if name is None:
-            return None
         from onetools.one.api import GROUP
 
-        for group in self.one.pool(GROUP):
-            if group.name == name:
-                return group.id
-        raise ProvisionError(f"Group {name} not found")
+        return self._id_by_name(GROUP, "Group", name)
+
+    def _id_by_name(self, kind: str, label: str, name: str | None) -> int | None:
+        """The ID of a ``meta`` uname/gname (None: not given)."""
+        if name is None:
+            return None
+        for obj in self.one.pool(kind):
+            if obj.name == name:
+                return obj.id
+        raise ProvisionError(f"{label} {name} not found")
 
     # - steps -
     def cluster_id(self) -> int:
