@@ -174,3 +174,46 @@ def test_cli_vm_import_and_fsck(tmp_path: Path) -> None:
     )
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     assert "Total errors found: 0" in fsck.stdout, fsck.stdout
+
+
+def test_cleanup_failures_are_reported(tmp_path: Path) -> None:
+    """A saved image that can't be deleted at the end (here another admin put a MANAGE lock
+    on it while the import ran: the store's real lock refuses the delete) makes the import
+    fail naming that step, on success and on failure, and the VM is resumed all the same.
+    The lock is injected right after the disk is saved: nothing else can time it."""
+    from onetools.one.local import LocalOne
+
+    class LockedSaves(LocalOne):
+        def vm_disksaveas(self, *args: object, **kwargs: object) -> int:
+            oid = super().vm_disksaveas(*args, **kwargs)  # type: ignore[arg-type]
+            self.lock(IMAGE, oid, api.LOCK_MANAGE)
+            return oid
+
+    one = LockedSaves(tmp_path / "home")
+    try:
+        market = http_market(one, tmp_path)
+        vm_id = running_vm(one, tmp_path)
+        with pytest.raises(MarketImportError) as caught:
+            import_vm(one, vm_id, market, import_all=True, timeout=10, interval=0.05)
+        message = str(caught.value)
+        assert re.match(r"Import of VM \d+ \(web\) created apps [\d, ]+, but the cleanup", message)
+        assert message.count("could not be deleted") == 2 and "is locked" in message
+        assert len(one.pool(MARKETAPP)) == 4  # the apps were made and are kept
+        vm = one.info(VM, vm_id)
+        assert (vm.int("STATE"), vm.int("LCM_STATE")) == (api.VM_ACTIVE, api.LCM_RUNNING)
+
+        # a second import of it stops at once: the kept saved image still has the name
+        with pytest.raises(MarketImportError, match="NAME is already taken by IMAGE"):
+            import_vm(one, vm_id, market, import_all=True, timeout=10, interval=0.05)
+        assert one.info(VM, vm_id).int("LCM_STATE") == api.LCM_RUNNING
+
+        other = running_vm(one, tmp_path, "db")
+        one.allocate_marketapp('NAME = "taken"\nORIGIN_ID = "-1"\nTYPE = "VMTEMPLATE"', market)
+        with pytest.raises(MarketImportError) as caught:
+            import_vm(one, other, market, import_all=True, name="taken", timeout=10)
+        message = str(caught.value)
+        assert "taken" in message and "; cleanup incomplete: saved image" in message
+        assert len(one.pool(MARKETAPP)) == 5  # the failed import's apps were rolled back
+        assert one.info(VM, other).int("LCM_STATE") == api.LCM_RUNNING
+    finally:
+        one.close()
