@@ -101,6 +101,9 @@ def test_create_dry_and_errors(cloud: Cloud, tmp_path: Path) -> None:
     assert public.err.startswith("ERROR : ") and "does not accept new apps" in public.err
     created = cloud.run("create", "-m", "private", "--image", "base", "--name", "second")
     assert created.code == 0 and created.out.startswith("ID: ")
+    # PUBLIC_DIR "/x" is not here and there is no bridge: allocated only, and said so
+    assert created.err.startswith("WARN  : App ") and "the file was not copied" in created.err
+    assert created.err.count("\n") == 1
     mixed = cloud.run("create", str(tmp_path / "t"), "-m", "private", "--name", "x")
     assert mixed.code == 255 and "cannot be mixed" in mixed.err
 

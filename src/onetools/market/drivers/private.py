@@ -67,6 +67,13 @@ def import_app(one: OneApi, app_id: int) -> None:
         from onetools.market.drivers import http
 
         if not http.files_here(settings):
+            from onetools.log import get_logger
+
+            get_logger("market").warning(
+                f"App {app_id}: the file was not copied (PUBLIC_DIR "
+                f"{settings.get('PUBLIC_DIR', '')} is not a directory on this machine and the "
+                "market has no BRIDGE_LIST): the app has no SOURCE until a driver sets one"
+            )
             return
     image = one.info(IMAGE, app.int("ORIGIN_ID"))
     source_file = image_file(image)
