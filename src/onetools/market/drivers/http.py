@@ -95,6 +95,9 @@ def bridge_for(market: Mapping[str, str], app_id: int) -> str | None:
 
 
 def ssh_command() -> list[str]:
+    # Fact learned the hard way: OpenSSH finds ~/.ssh/config (and keys, known_hosts) through
+    # the passwd entry's home directory, not $HOME, so setting HOME does not give it another
+    # configuration; `ssh -F FILE` through $ONETOOLS_SSH does (the tests rely on it).
     configured = os.environ.get("ONETOOLS_SSH", "").strip()
     base = shlex.split(configured) if configured else ["ssh"]
     return [*base, "-o", "BatchMode=yes", "-o", "ConnectTimeout=20"]
