@@ -36,7 +36,7 @@ TYPE_SHORT = {0: "unk", 1: "img", 2: "tpl", 3: "srv"}
 #: App STATE numbers and their names.
 STATE_NAMES = {0: "INIT", 1: "READY", 2: "LOCKED", 3: "ERROR", 4: "DISABLED"}
 STATE_SHORT = {0: "ini", 1: "rdy", 2: "lck", 3: "err", 4: "dis"}
-APP_READY = 1
+APP_READY, APP_ERROR, APP_DISABLED = 1, 3, 4
 #: Market drivers whose apps users create (``MARKET_MAD_CONF`` APP_ACTIONS has ``create``).
 PRIVATE_MADS = frozenset({"http", "s3"})
 #: Market drivers that list a public catalog (apps owned by oneadmin, monitored).

@@ -437,7 +437,6 @@ VM_NIC_STRIP = frozenset(
 #: How long a VM is waited for (poweroff), and its saved images and image apps (READY).
 VM_WAIT_SECONDS = 300.0
 SAVED_DESCRIPTION = "App to import"
-APP_STATE_NAMES = {0: "INIT", 1: "READY", 2: "LOCKED", 3: "ERROR", 4: "DISABLED"}
 
 
 class _SavedVm:
@@ -478,7 +477,8 @@ class _SavedVm:
         return failures
 
 
-def _vm_disk_attributes(element: Any) -> list[tuple[str, str]]:
+def _attributes(element: Any) -> list[tuple[str, str]]:
+    """The ``(name, text)`` pairs of a vector element (a VM's DISK or NIC)."""
     return [(child.tag, child.text or "") for child in element]
 
 
@@ -508,7 +508,7 @@ def save_vm_as_template(
             changes.set(key, value)
     if save_disks:
         for element in vm.root.findall("TEMPLATE/DISK"):
-            values = _vm_disk_attributes(element)
+            values = _attributes(element)
             given = dict(values)
             kept = [(k, v) for k, v in values if k not in VM_DISK_STRIP]
             if not given.get("IMAGE_ID", "").strip():
@@ -527,7 +527,7 @@ def save_vm_as_template(
             rest = [(k, v) for k, v in kept if k not in ("SIZE", "TYPE")]
             changes.add("DISK", [("IMAGE_ID", str(image_id)), *rest])
     for element in vm.root.findall("TEMPLATE/NIC"):
-        nic = [(k, v) for k, v in _vm_disk_attributes(element) if k not in VM_NIC_STRIP]
+        nic = [(k, v) for k, v in _attributes(element) if k not in VM_NIC_STRIP]
         changes.add("NIC", nic)
     changes.set("SAVED_TEMPLATE_ID", str(template_id))
     one.update(VM_TEMPLATE, saved.template_id, template_text(changes), merge=True)
@@ -539,20 +539,21 @@ def _wait_apps_ready(one: OneApi, app_ids: list[int], timeout: float, interval: 
     may only go once every app is READY."""
     import time
 
+    from onetools.market.apps import APP_DISABLED, APP_ERROR, APP_READY, STATE_NAMES
     from onetools.one.api import MARKETAPP
 
     deadline = time.monotonic() + timeout
     for app_id in app_ids:
         while True:
             state = one.info(MARKETAPP, app_id).int("STATE", 0)
-            if state in (1, 4):
+            if state in (APP_READY, APP_DISABLED):
                 break
-            if state == 3:
+            if state == APP_ERROR:
                 raise MarketImportError(f"App {app_id} is in state ERROR")
             if time.monotonic() >= deadline:
                 raise MarketImportError(
                     f"App {app_id} not READY after {timeout:g} s "
-                    f"(it is {APP_STATE_NAMES.get(state, state)})"
+                    f"(it is {STATE_NAMES.get(state, state)})"
                 )
             time.sleep(interval)
 

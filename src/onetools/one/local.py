@@ -297,8 +297,9 @@ def _assign_targets(disks: list[dict[str, str]]) -> None:
         disk["TARGET"] = f"{prefix}{chr(ord('a') + index)}"
 
 
-def _image_file(image: Element) -> Path | None:
-    """The local file of an image: PATH, else SOURCE, when it names an existing file."""
+def image_file(image: Element) -> Path | None:
+    """The local file of an image body: PATH, else SOURCE, when it names an existing file
+    (also what the embedded market drivers copy into a private market)."""
     for candidate in (image.findtext("PATH") or "", image.findtext("SOURCE") or ""):
         path = candidate.removeprefix("file://")
         if path.startswith("/") and os.path.isfile(path):
@@ -1776,7 +1777,7 @@ class LocalOne(OneApi):
         """A READY copy of image ``oid`` (its file copied under the store) named ``name``."""
         image = self._load(db, IMAGE, oid, "one.image.clone")
         ds = int(image.findtext("DATASTORE_ID") or 1)
-        source_file = _image_file(image)
+        source_file = image_file(image)
         return self._new_image_from_file(
             db, name, ds, source_file, image, "one.image.clone", persistent=False
         )
@@ -2057,7 +2058,7 @@ class LocalOne(OneApi):
                     image_id = values.get("IMAGE_ID", "")
                     source = None
                     if image_id.isdigit() and self._exists(db, IMAGE, int(image_id)):
-                        source = _image_file(self._load(db, IMAGE, int(image_id), method))
+                        source = image_file(self._load(db, IMAGE, int(image_id), method))
                     if source is not None:
                         shutil.copyfile(source, target)
                     else:
@@ -2178,7 +2179,7 @@ class LocalOne(OneApi):
             image = self._load(db, IMAGE, int(image_text), method)
             source = self._vm_disk_file(root, disk_id)
             if source is None:
-                source = _image_file(image)
+                source = image_file(image)
             type_code = None
             if image_type:
                 if image_type.upper() not in bodies.IMAGE_TYPES:

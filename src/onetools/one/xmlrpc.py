@@ -64,9 +64,9 @@ DEFAULT_TIMEOUT = 30.0
 #: ``cluster_add``/``cluster_remove``: the cluster method per kind (xmlrpc.md §2.1).
 _CLUSTER_MEMBER = {api.HOST: "host", api.DATASTORE: "datastore", api.VNET: "vnet"}
 #: Kinds with ``one.<kind>.enable(id, bool)`` (hosts have ``one.host.status`` instead).
+_ENABLE_KINDS = frozenset({api.IMAGE, api.MARKET, api.MARKETAPP, api.DATASTORE})
 #: ``one.vm.recover``'s operation that deletes the VM.
 VM_RECOVER_DELETE = 3
-_ENABLE_KINDS = frozenset({api.IMAGE, api.MARKET, api.MARKETAPP, api.DATASTORE})
 
 
 def resolve_timeout(timeout: float | None, env: Mapping[str, str] | None = None) -> float:

@@ -43,14 +43,15 @@ def runs_here(one: OneApi) -> bool:
 
 def image_file(image: OneObject) -> Path:
     """The local file holding the image's bytes: its PATH, else its SOURCE."""
-    for candidate in (image.text("PATH"), image.text("SOURCE")):
-        path = candidate.removeprefix("file://") if candidate else ""
-        if path.startswith("/") and Path(path).is_file():
-            return Path(path)
-    raise UsageError(
-        f"Image {image.id} ({image.name}) has no local file to import (PATH/SOURCE): "
-        "only local image files can be put in a private marketplace here"
-    )
+    from onetools.one.local import image_file as local_file
+
+    path = local_file(image.root)
+    if path is None:
+        raise UsageError(
+            f"Image {image.id} ({image.name}) has no local file to import (PATH/SOURCE): "
+            "only local image files can be put in a private marketplace here"
+        )
+    return path
 
 
 def import_app(one: OneApi, app_id: int) -> None:
