@@ -20,7 +20,6 @@ message says so, and the build goes on as before.
 from __future__ import annotations
 
 import gzip
-import lzma
 import os
 import re
 import shutil
@@ -161,9 +160,20 @@ def _apk_data(package: Path, scratch: Path) -> Path:
                     continue  # a control entry: .PKGINFO, .SIGN.*, install scripts
                 data = source.extractfile(member) if member.isfile() else None
                 output.addfile(member, data)
-    except (OSError, EOFError, tarfile.TarError, lzma.LZMAError) as error:
+    except (OSError, EOFError, tarfile.TarError) as error:
         raise ContextPackageError(f"{package.name}: not a readable apk ({error})") from None
     return target
+
+
+def _link(directory: Path, name: str, target: str) -> bool:
+    """``directory/name`` → ``target`` (absolute inside the guest), unless it exists;
+    whether it was made (what ``systemctl enable``/``rc-update add`` leave behind)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    link = directory / name
+    if os.path.lexists(link):
+        return False
+    os.symlink(target, link)
+    return True
 
 
 def _enable_systemd(root: Path, package_files: list[str]) -> list[str]:
@@ -189,10 +199,7 @@ def _enable_systemd(root: Path, package_files: list[str]) -> list[str]:
             wants = _in_root(root, f"etc/systemd/system/{target}.wants")
             if wants is None:
                 continue
-            wants.mkdir(parents=True, exist_ok=True)
-            link = wants / unit
-            if not os.path.lexists(link):
-                os.symlink(f"/{relative}", link)
+            if _link(wants, unit, f"/{relative}"):
                 enabled.append(f"{unit} ({target})")
     return enabled
 
@@ -206,10 +213,7 @@ def _enable_openrc(root: Path, package_files: list[str]) -> list[str]:
         directory, _, name = relative.rpartition("/")
         if directory != "etc/init.d" or not name.startswith("one-context"):
             continue
-        runlevel.mkdir(parents=True, exist_ok=True)
-        link = runlevel / name
-        if not os.path.lexists(link):
-            os.symlink(f"/etc/init.d/{name}", link)
+        if _link(runlevel, name, f"/etc/init.d/{name}"):
             enabled.append(f"{name} (default runlevel)")
     return enabled
 
