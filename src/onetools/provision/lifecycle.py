@@ -1557,13 +1557,18 @@ def _ansible_of(provision: Provision) -> Any:
 
 def _ansible_hosts(one: OneApi, provision: Provision) -> list[Any]:
     """The provision's hosts as Ansible sees them: address, connection, host vars."""
+    return _as_ansible_hosts(
+        [one.info(HOST, oid) for oid in provision.ids("infrastructure", "hosts")]
+    )
+
+
+def _as_ansible_hosts(host_objects: Sequence[OneObject]) -> list[Any]:
     import yaml
 
     from onetools.provision import ansible as ansible_layer
 
     hosts = []
-    for oid in provision.ids("infrastructure", "hosts"):
-        host = one.info(HOST, oid)
+    for host in host_objects:
         connection = host.template("TEMPLATE").get("PROVISION_CONNECTION") or {}
         encoded = host.text("TEMPLATE/PROVISION_CONFIGURATION_BASE64")
         host_vars = yaml.safe_load(base64.b64decode(encoded)) if encoded else {}
@@ -1670,7 +1675,7 @@ def apply_updates(
         if not configured:
             ui.warning("Configuration skipped: values from Ansible facts are left unresolved")
         else:
-            _apply_facts(one, provision, ui, handler, updates, hci=hci, threads=threads)
+            _apply_facts(one, host_objects, handler, updates, hci=hci, threads=threads)
     if not late or not updates:
         return
     from onetools.provision.template import SubstitutionContext, substitute
@@ -1690,8 +1695,7 @@ def apply_updates(
 
 def _apply_facts(
     one: OneApi,
-    provision: Provision,
-    ui: Ui,
+    host_objects: Sequence[OneObject],
     handler: FailureHandler,
     updates: dict[str, Any],
     *,
@@ -1701,12 +1705,11 @@ def _apply_facts(
     """Gather facts (all hosts for HCI, else the first) and record what they give."""
     from onetools.provision import ansible as ansible_layer
 
-    hosts = _ansible_hosts(one, provision)
-    wanted = hosts if hci else hosts[:1]
-    ids = provision.ids("infrastructure", "hosts")
+    hosts = _as_ansible_hosts(host_objects if hci else host_objects[:1])
+    ids = [host.id for host in host_objects]
 
     def gather() -> None:
-        facts = ansible_layer.gather_facts(wanted, threads=threads)
+        facts = ansible_layer.gather_facts(hosts, threads=threads)
         nic = _default_ipv4_nic(facts.get(hosts[0].name) or {})
         if nic:
             updates["default_ipv4_nic"] = nic
