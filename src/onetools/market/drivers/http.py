@@ -58,7 +58,9 @@ class Imported:
         return max(1, (self.size_bytes + 1024 * 1024 - 1) // (1024 * 1024))
 
 
-def _settings(market: Mapping[str, str]) -> tuple[str, Path]:
+def _settings(market: Mapping[str, str], here: bool = True) -> tuple[str, Path]:
+    """BASE_URL (trimmed) and PUBLIC_DIR, checked; ``here``: PUBLIC_DIR must be a directory
+    on this machine (not for bridge hosts, whose shell checks it)."""
     base_url = (market.get("BASE_URL") or "").strip().rstrip("/")
     public_dir = (market.get("PUBLIC_DIR") or "").strip()
     if not base_url or not public_dir:
@@ -66,7 +68,7 @@ def _settings(market: Mapping[str, str]) -> tuple[str, Path]:
     directory = Path(public_dir)
     if not directory.is_absolute():
         raise HttpMarketError(f"PUBLIC_DIR {public_dir} is not an absolute path")
-    if not directory.is_dir():
+    if here and not directory.is_dir():
         raise HttpMarketError(f"PUBLIC_DIR {public_dir} is not a directory")
     return base_url, directory
 
@@ -120,10 +122,8 @@ def _remote_error(process: subprocess.Popen[bytes]) -> str:
 def _import_bridged(
     market: Mapping[str, str], host: str, app_id: int, image_file: Path, image_format: str
 ) -> Imported:
-    base_url = (market.get("BASE_URL") or "").strip().rstrip("/")
-    public_dir = (market.get("PUBLIC_DIR") or "").strip().rstrip("/") or "/"
-    if not base_url:
-        raise HttpMarketError("The http marketplace needs BASE_URL and PUBLIC_DIR")
+    base_url, directory = _settings(market, here=False)
+    public_dir = str(directory)
     name = f"app-{app_id}-{secrets.token_hex(8)}"
     target = shlex.quote(f"{public_dir}/{name}")
     temp = shlex.quote(f"{public_dir}/.{name}.tmp")
@@ -172,8 +172,8 @@ def _import_bridged(
 
 
 def _delete_bridged(market: Mapping[str, str], host: str, source: str) -> None:
-    base_url = (market.get("BASE_URL") or "").strip().rstrip("/")
-    public_dir = (market.get("PUBLIC_DIR") or "").strip().rstrip("/") or "/"
+    base_url, directory = _settings(market, here=False)
+    public_dir = str(directory)
     name = _name_of(base_url, source)
     path = shlex.quote(f"{public_dir}/{name}")
     script = (
